@@ -1,0 +1,326 @@
+"""Consumer and Reader: async iteration over messages, acks, and reconnect.
+
+A `Consumer` reconnects by itself after a retryable failure (network, broker restart), with
+capped exponential backoff and full jitter. It does not retry a refusal: `SubscriptionBusy`
+(another consumer holds the Exclusive subscription) is raised to the caller, who decides
+whether to wait as a standby or give up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import aiohttp
+
+from streampair import metrics
+from streampair.backoff import Backoff
+from streampair.config import SubscriptionType
+from streampair.connection import Connector, close_quietly
+from streampair.errors import ConnectionLost, StreamError
+from streampair.logs import get_logger
+from streampair.naming import EndpointKind
+
+log = get_logger("streampair.consumer")
+
+#: Pulsar caps receiverQueueSize at 1000 for WebSocket consumers.
+MAX_RECEIVER_QUEUE = 1000
+
+
+@dataclass(frozen=True)
+class Message:
+    """One delivered message. `id` is opaque: it is echoed to the broker exactly as received."""
+
+    id: str
+    data: bytes
+    properties: dict[str, str] = field(default_factory=dict)
+    key: str | None = None
+    publish_time: datetime | None = None
+    redelivery_count: int = 0
+    connection: int = 0  # which connection delivered it; an ack on a later one is meaningless
+
+    def text(self) -> str:
+        return self.data.decode("utf-8", errors="replace")
+
+
+class MalformedFrame(ValueError):
+    """A broker frame that is not a message we can hand out."""
+
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(detail)
+        self.kind = kind
+
+
+def parse_message(raw: str | bytes, connection: int) -> Message:
+    try:
+        frame = json.loads(raw)
+    except ValueError:
+        raise MalformedFrame("not_json", "frame is not JSON") from None
+    if not isinstance(frame, dict):
+        raise MalformedFrame("not_object", "frame is not a JSON object")
+    message_id = frame.get("messageId")
+    if not isinstance(message_id, str) or not message_id:
+        raise MalformedFrame("missing_field", "frame has no messageId")
+    try:
+        data = base64.b64decode(frame.get("payload", ""), validate=True)
+    except (binascii.Error, ValueError, TypeError):
+        raise MalformedFrame("bad_payload", f"payload of {message_id} is not base64") from None
+    properties = frame.get("properties") or {}
+    if not isinstance(properties, dict):
+        raise MalformedFrame("bad_properties", "properties is not an object")
+    publish_time = None
+    if isinstance(frame.get("publishTime"), str):
+        try:
+            publish_time = datetime.fromisoformat(frame["publishTime"].replace("Z", "+00:00"))
+        except ValueError:
+            publish_time = None
+    redelivery = frame.get("redeliveryCount", 0)
+    return Message(
+        id=message_id,
+        data=data,
+        properties={str(k): str(v) for k, v in properties.items()},
+        key=frame.get("key") if isinstance(frame.get("key"), str) else None,
+        publish_time=publish_time,
+        redelivery_count=redelivery if isinstance(redelivery, int) else 0,
+        connection=connection,
+    )
+
+
+class _Subscriber:
+    """What consumers and readers share: one WebSocket at a time, a queue, reconnects."""
+
+    kind: EndpointKind = "consumer"
+
+    def __init__(self, connector: Connector, *, backoff: Backoff | None = None) -> None:
+        self.connector = connector
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._queue: asyncio.Queue[Message | BaseException] = asyncio.Queue()
+        self._reader: asyncio.Task[None] | None = None
+        self._generation = 0
+        self._closing = False
+        self._backoff = backoff or Backoff(cap=connector.settings.reconnect_max_seconds)
+        self.last_error: str | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self._ws is not None and not self._ws.closed
+
+    def _subscription(self) -> str | None:
+        return None
+
+    def _params(self) -> dict[str, str]:
+        return {}
+
+    async def connect(self) -> None:
+        """One attempt to open the WebSocket; raises the typed error of a refusal."""
+        ws = await self.connector.open(self.kind, self._subscription(), self._params())
+        await self._adopt(ws)
+
+    async def connect_with_retry(self) -> None:
+        """Connect, retrying retryable failures with backoff; refusals are raised."""
+        while True:
+            try:
+                await self.connect()
+                self._backoff.reset()
+                return
+            except StreamError as error:
+                self.last_error = str(error)
+                if not error.retryable or self._closing:
+                    raise
+                delay = self._backoff.next_delay()
+                log.warning(
+                    f"{self.kind} connection failed; retrying", error=str(error), retry_in=round(delay, 3)
+                )
+                await asyncio.sleep(delay)
+
+    async def _adopt(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        await self._drop_connection()
+        self._generation += 1
+        self._queue = asyncio.Queue()
+        self._ws = ws
+        self.last_error = None
+        metrics.BROKER_CONNECTED.set(1)
+        self._reader = asyncio.create_task(
+            self._read(ws, self._generation, self._queue), name=f"{self.kind}-reader"
+        )
+
+    async def _read(
+        self,
+        ws: aiohttp.ClientWebSocketResponse,
+        generation: int,
+        queue: asyncio.Queue[Message | BaseException],
+    ) -> None:
+        try:
+            async for frame in ws:
+                if frame.type not in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
+                    continue
+                try:
+                    queue.put_nowait(parse_message(frame.data, generation))
+                except MalformedFrame as error:
+                    # Counted and skipped: one bad frame must not cost the connection.
+                    metrics.MALFORMED_FRAMES.labels(kind=error.kind).inc()
+                    log.warning("malformed frame from broker", kind=error.kind, detail=str(error))
+            reason = f"closed by the broker (code {ws.close_code})"
+        except (aiohttp.ClientError, ConnectionError) as error:
+            reason = f"connection error: {error}"
+        queue.put_nowait(ConnectionLost(f"{self.kind} connection {reason}"))
+
+    async def _drop_connection(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
+            self._reader = None
+        await close_quietly(self._ws)
+        self._ws = None
+        metrics.BROKER_CONNECTED.set(0)
+
+    async def _send_frame(self, message: Message, frame: dict[str, Any]) -> bool:
+        """Send an ack-like frame for `message` on the connection that delivered it."""
+        ws = self._ws
+        if ws is None or ws.closed or message.connection != self._generation:
+            return False  # the broker redelivers it on the new connection
+        try:
+            await ws.send_str(json.dumps(frame, separators=(",", ":")))
+        except (ConnectionError, aiohttp.ClientError, RuntimeError):
+            return False
+        return True
+
+    def __aiter__(self) -> AsyncIterator[Message]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Message]:
+        if self._ws is None:
+            await self.connect_with_retry()
+        while not self._closing:
+            item = await self._queue.get()
+            if isinstance(item, Message):
+                metrics.MESSAGES_RECEIVED.inc()
+                yield item
+                continue
+            # The connection is gone: messages it delivered and we did not ack come again.
+            self.last_error = str(item)
+            log.warning(f"{self.kind} connection lost; reconnecting", error=str(item))
+            await self._drop_connection()
+            if self._closing:
+                return
+            await self.connect_with_retry()
+
+    async def close(self) -> None:
+        self._closing = True
+        await self._drop_connection()
+        self._queue.put_nowait(ConnectionLost("closed"))
+
+
+class Consumer(_Subscriber):
+    """A subscription on one stream. Iterate with `async for message in consumer`."""
+
+    kind: EndpointKind = "consumer"
+
+    def __init__(
+        self,
+        connector: Connector,
+        subscription: str,
+        subscription_type: SubscriptionType = "Exclusive",
+        *,
+        consumer_name: str | None = None,
+        receiver_queue_size: int = MAX_RECEIVER_QUEUE,
+        priority_level: int | None = None,
+        ack_timeout_ms: int | None = None,
+        negative_ack_redelivery_delay_ms: int | None = None,
+        backoff: Backoff | None = None,
+    ) -> None:
+        super().__init__(connector, backoff=backoff)
+        self.subscription = subscription
+        self.subscription_type = subscription_type
+        self.consumer_name = consumer_name
+        self.receiver_queue_size = max(1, min(receiver_queue_size, MAX_RECEIVER_QUEUE))
+        self.priority_level = priority_level
+        self.ack_timeout_ms = ack_timeout_ms
+        self.negative_ack_redelivery_delay_ms = negative_ack_redelivery_delay_ms
+
+    def _subscription(self) -> str | None:
+        return self.subscription
+
+    def _params(self) -> dict[str, str]:
+        params = {
+            "subscriptionType": self.subscription_type,
+            "receiverQueueSize": str(self.receiver_queue_size),
+        }
+        if self.consumer_name:
+            params["consumerName"] = self.consumer_name
+        if self.priority_level is not None:
+            params["priorityLevel"] = str(self.priority_level)
+        if self.ack_timeout_ms is not None:
+            params["ackTimeoutMillis"] = str(self.ack_timeout_ms)
+        if self.negative_ack_redelivery_delay_ms is not None:
+            params["negativeAckRedeliveryDelay"] = str(self.negative_ack_redelivery_delay_ms)
+        return params
+
+    async def ack(self, message: Message) -> bool:
+        """Acknowledge; False if the delivering connection is gone (the broker will redeliver)."""
+        sent = await self._send_frame(message, {"messageId": message.id})
+        if sent:
+            metrics.MESSAGES_ACKED.inc()
+        return sent
+
+    async def nack(self, message: Message) -> bool:
+        """Ask for redelivery after the subscription's negative-ack delay."""
+        sent = await self._send_frame(message, {"type": "negativeAcknowledge", "messageId": message.id})
+        if sent:
+            metrics.MESSAGES_NACKED.inc()
+        return sent
+
+    async def unsubscribe(self) -> None:
+        """Delete the subscription on the broker (its cursor and backlog), then close."""
+        if self._ws is not None and not self._ws.closed:
+            await self._ws.send_str(json.dumps({"type": "unsubscribe"}))
+        await self.close()
+
+
+class Reader(_Subscriber):
+    """Reads a stream from `earliest`, `latest` or a message id, without a subscription.
+
+    Acks from a reader only release flow-control permits; the reader acks each message when
+    the caller asks for the next one.
+    """
+
+    kind: EndpointKind = "reader"
+
+    def __init__(
+        self,
+        connector: Connector,
+        start: str = "latest",
+        *,
+        reader_name: str | None = None,
+        receiver_queue_size: int = MAX_RECEIVER_QUEUE,
+        backoff: Backoff | None = None,
+    ) -> None:
+        super().__init__(connector, backoff=backoff)
+        self.start = start
+        self.reader_name = reader_name
+        self.receiver_queue_size = max(1, min(receiver_queue_size, MAX_RECEIVER_QUEUE))
+        self._last_id: str | None = None
+
+    def _params(self) -> dict[str, str]:
+        # After a reconnect, resume after the last message seen rather than from the start.
+        params = {
+            "messageId": self._last_id or self.start,
+            "receiverQueueSize": str(self.receiver_queue_size),
+        }
+        if self.reader_name:
+            params["readerName"] = self.reader_name
+        return params
+
+    async def _iterate(self) -> AsyncIterator[Message]:
+        async for message in super()._iterate():
+            if self._last_id is not None and message.id == self._last_id:
+                continue  # Pulsar's reader includes the start message id itself on resume
+            self._last_id = message.id
+            yield message
+            await self._send_frame(message, {"messageId": message.id})

@@ -1,0 +1,92 @@
+"""Typed errors: what went wrong, and whether trying again can help.
+
+The WebSocket API reports refusals as a plain HTTP status on the upgrade (no 101), so the
+mapping from status to error class is the heart of this module.
+"""
+
+from __future__ import annotations
+
+
+class StreamError(Exception):
+    """Base class of every error the stream client raises."""
+
+    #: True when the same operation may succeed later (network blip, broker restart).
+    retryable: bool = False
+
+
+class ConfigError(StreamError):
+    """A setting is missing or has a wrong value."""
+
+
+class HandshakeError(StreamError):
+    """The broker refused the WebSocket upgrade with an HTTP status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class InvalidRequest(HandshakeError):
+    """400: a bad query parameter or name (for example an unknown subscriptionType)."""
+
+
+class Unauthorized(HandshakeError):
+    """401/403: missing, wrong or expired credentials."""
+
+
+class StreamNotFound(HandshakeError):
+    """404: the stream does not exist and the broker does not create it on first use."""
+
+
+class SubscriptionBusy(HandshakeError):
+    """409 on a consumer: another consumer holds the Exclusive subscription (Pulsar ConsumerBusy)."""
+
+
+class ProducerBusy(HandshakeError):
+    """409 on a producer: the producer name is in use or the producer was fenced."""
+
+
+class BrokerUnavailable(HandshakeError):
+    """429, 5xx or no connection at all: the broker cannot serve us now; retry with backoff."""
+
+    retryable = True
+
+
+class ConnectionLost(BrokerUnavailable):
+    """An established connection closed or stopped answering heartbeats."""
+
+    def __init__(self, message: str = "connection to the broker was lost") -> None:
+        super().__init__(0, message)
+
+
+class SendError(StreamError):
+    """The broker answered one message with `send-error:<code>`; only that message failed."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"send-error:{code}: {message}" if message else f"send-error:{code}")
+        self.code = code
+
+
+class SendTimeout(StreamError):
+    """No answer for a message within the send timeout."""
+
+
+def error_for_status(status: int, role: str, body: str = "") -> HandshakeError:
+    """Map a refused handshake to its typed error.
+
+    `role` is `producer`, `consumer` or `reader`: a 409 means something different to each.
+    `body` is the broker's explanation (Pulsar: "Failed to create consumer: ..."), trimmed.
+    """
+    detail = " ".join(body.split())[:300]
+    message = f"{role} handshake refused with HTTP {status}" + (f": {detail}" if detail else "")
+    if status == 409:
+        return SubscriptionBusy(status, message) if role == "consumer" else ProducerBusy(status, message)
+    if status in (401, 403):
+        return Unauthorized(status, message)
+    if status == 404:
+        return StreamNotFound(status, message)
+    if status == 400:
+        return InvalidRequest(status, message)
+    if status == 429 or status >= 500:
+        return BrokerUnavailable(status, message)
+    return HandshakeError(status, message)

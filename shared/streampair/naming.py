@@ -1,0 +1,115 @@
+"""Where a stream lives: URLs and names in the Pulsar and Macrometa dialects.
+
+Pulsar:     ws(s)://host/ws/v2/{kind}/persistent/{tenant}/{namespace}/{topic}[/{sub}]
+Macrometa:  wss://api-{host}/_ws/ws/v2/{kind}/persistent/{tenant}/c8global.{fabric}/c8globals.{stream}[/{sub}]
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import quote, urlencode, urlsplit
+
+from streampair.config import StreamSettings
+
+EndpointKind = Literal["producer", "consumer", "reader"]
+
+#: jsC8's extractTenantName falls back to this tenant when there is no API key.
+DEFAULT_C8_TENANT = "_mm"
+
+
+def tenant_from_api_key(api_key: str | None) -> str:
+    """The tenant encoded in a Macrometa API key: the key split on '.', less its last two parts."""
+    if not api_key:
+        return DEFAULT_C8_TENANT
+    parts = api_key.split(".")
+    tenant = ".".join(parts[:-2])
+    return tenant or DEFAULT_C8_TENANT
+
+
+def _is_local_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class StreamAddress:
+    """Everything needed to name one stream on one broker, in one dialect."""
+
+    backend: Literal["pulsar", "macrometa"]
+    http_base: str  # http(s)://host[:port], for REST
+    ws_base: str  # ws(s)://host[:port], for the WebSocket API
+    tenant: str
+    namespace: str
+    topic: str  # local name of the topic (Macrometa: c8globals.{stream})
+    stream: str  # the name users give (STREAM_NAME)
+    fabric: str = "_system"
+    is_global: bool = True
+
+    @classmethod
+    def from_settings(cls, settings: StreamSettings) -> StreamAddress:
+        parts = urlsplit(settings.stream_url)
+        secure = parts.scheme in ("https", "wss")
+        host = parts.netloc
+        if settings.stream_backend == "macrometa":
+            hostname = parts.hostname or ""
+            # GDN serves its API on api-{host}; a loopback broker (tests, demo) has no such name.
+            if not hostname.startswith("api-") and not _is_local_host(hostname):
+                host = "api-" + host
+            api_key = settings.c8_api_key.get_secret_value() if settings.c8_api_key else None
+            scope = "global" if settings.stream_global else "local"
+            return cls(
+                backend="macrometa",
+                http_base=f"{'https' if secure else 'http'}://{host}",
+                ws_base=f"{'wss' if secure else 'ws'}://{host}",
+                tenant=tenant_from_api_key(api_key),
+                namespace=f"c8{scope}.{settings.c8_fabric}",
+                topic=f"c8{scope}s.{settings.stream_name}",
+                stream=settings.stream_name,
+                fabric=settings.c8_fabric,
+                is_global=settings.stream_global,
+            )
+        return cls(
+            backend="pulsar",
+            http_base=f"{'https' if secure else 'http'}://{host}",
+            ws_base=f"{'wss' if secure else 'ws'}://{host}",
+            tenant=settings.stream_tenant,
+            namespace=settings.stream_namespace,
+            topic=settings.stream_name,
+            stream=settings.stream_name,
+        )
+
+    @property
+    def full_topic(self) -> str:
+        """The Pulsar topic name, as in admin stats and logs."""
+        return f"persistent://{self.tenant}/{self.namespace}/{self.topic}"
+
+    def ws_url(
+        self, kind: EndpointKind, subscription: str | None = None, params: dict[str, str] | None = None
+    ) -> str:
+        prefix = "/_ws/ws/v2" if self.backend == "macrometa" else "/ws/v2"
+        path = f"{prefix}/{kind}/persistent/{self.tenant}/{self.namespace}/{quote(self.topic, safe='.')}"
+        if kind == "consumer":
+            if not subscription:
+                raise ValueError("a consumer needs a subscription name")
+            path += "/" + quote(subscription, safe="")
+        query = f"?{urlencode(params)}" if params else ""
+        return f"{self.ws_base}{path}{query}"
+
+    def admin_topic_url(self) -> str:
+        """Pulsar admin REST URL of the topic (create with PUT, stats below it)."""
+        topic = quote(self.topic, safe=".")
+        return f"{self.http_base}/admin/v2/persistent/{self.tenant}/{self.namespace}/{topic}"
+
+    def streams_url(self) -> str:
+        """Macrometa streams REST collection of the fabric."""
+        return f"{self.http_base}/_fabric/{self.fabric}/_api/streams"
+
+    def otp_url(self) -> str:
+        return f"{self.http_base}/apid/otp"

@@ -1,0 +1,252 @@
+"""Producer: pipelined, correlated sends with reconnect and resend.
+
+Each send carries a `context` the broker echoes in its answer, so many messages are in flight
+at once (bounded by `max_pending`) instead of one round trip per message. Messages not yet
+answered when a connection drops are resent on the next connection, in order: a message is
+either answered `ok`, or fails with a typed error, never dropped silently. A resend may
+duplicate a message the broker had stored; consumers detect that by (producer_id, seq).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from streampair import metrics
+from streampair.backoff import Backoff
+from streampair.connection import Connector, close_quietly
+from streampair.errors import ConnectionLost, SendError, SendTimeout, StreamError
+from streampair.logs import get_logger
+
+log = get_logger("streampair.producer")
+
+MessageId = str
+
+
+@dataclass
+class _Pending:
+    frame: str
+    future: asyncio.Future[MessageId]
+    started: float = field(default_factory=time.monotonic)
+    sent_on: int = -1  # the connection generation this frame was last written to
+
+
+class Producer:
+    """Publishes to one stream. Use as `async with Producer(connector) as p: await p.send(b"..")`."""
+
+    def __init__(
+        self,
+        connector: Connector,
+        *,
+        name: str | None = None,
+        max_pending: int = 1000,
+        send_timeout: float = 30.0,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.connector = connector
+        self.name = name
+        self.send_timeout = send_timeout
+        self._window = asyncio.Semaphore(max_pending)
+        self._pending: dict[str, _Pending] = {}
+        self._next_context = 0
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._generation = 0
+        self._connected = asyncio.Event()
+        self._drained = asyncio.Event()  # set when the last in-flight message is answered
+        self._closing = False
+        self._supervisor: asyncio.Task[None] | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+        self._backoff = backoff or Backoff(cap=connector.settings.reconnect_max_seconds)
+        self.last_error: str | None = None
+        self.fatal: StreamError | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._pending)
+
+    async def __aenter__(self) -> Producer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Start connecting in the background; `send` waits for the connection."""
+        if self._supervisor is None:
+            self._supervisor = asyncio.create_task(self._supervise(), name="producer-supervisor")
+            self._sweeper = asyncio.create_task(self._sweep_timeouts(), name="producer-timeouts")
+
+    async def wait_connected(self) -> None:
+        await self._connected.wait()
+
+    async def send(
+        self,
+        payload: bytes | str,
+        properties: Mapping[str, str] | None = None,
+        key: str | None = None,
+    ) -> MessageId:
+        """Publish one message and return the id the broker gave it.
+
+        Raises `SendError` if the broker refused this message, `SendTimeout` if no answer came
+        within `send_timeout`, or the fatal connection error (for example `Unauthorized`).
+        """
+        if self.fatal is not None:
+            raise self.fatal
+        if self._closing:
+            raise ConnectionLost("producer is closed")
+        data = payload.encode() if isinstance(payload, str) else payload
+        await self._window.acquire()
+        try:
+            self._next_context += 1
+            context = str(self._next_context)
+            body: dict[str, object] = {"payload": base64.b64encode(data).decode("ascii"), "context": context}
+            if properties:
+                body["properties"] = dict(properties)
+            if key is not None:
+                body["key"] = key
+            pending = _Pending(
+                json.dumps(body, separators=(",", ":")), asyncio.get_running_loop().create_future()
+            )
+            self._pending[context] = pending
+            ws = self._ws
+            if ws is not None and self._connected.is_set():
+                pending.sent_on = self._generation
+                # On failure it stays pending: the supervisor resends it on the next connection.
+                with contextlib.suppress(ConnectionError, aiohttp.ClientError, RuntimeError):
+                    await ws.send_str(pending.frame)
+            return await pending.future
+        finally:
+            self._window.release()
+
+    async def close(self) -> None:
+        """Stop: wait briefly for in-flight answers, then close the WebSocket cleanly."""
+        if self._closing:
+            return
+        if self._pending and self._connected.is_set():
+            self._drained.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._drained.wait(), self.connector.settings.shutdown_timeout_seconds / 2
+                )
+        self._closing = True
+        for task in (self._supervisor, self._sweeper):
+            if task is not None:
+                task.cancel()
+        await asyncio.gather(*(t for t in (self._supervisor, self._sweeper) if t), return_exceptions=True)
+        await close_quietly(self._ws)
+        self._connected.clear()
+        metrics.BROKER_CONNECTED.set(0)
+        self._fail_all(ConnectionLost("producer closed before the broker answered"), reason="closed")
+
+    # -- internals ---------------------------------------------------------------------------
+
+    async def _supervise(self) -> None:
+        params = {"producerName": self.name} if self.name else {}
+        while not self._closing:
+            try:
+                ws = await self.connector.open("producer", params=params)
+            except StreamError as error:
+                self.last_error = str(error)
+                if not error.retryable:
+                    log.error("producer cannot connect", error=str(error))
+                    self.fatal = error
+                    self._fail_all(error, reason=type(error).__name__)
+                    return
+                delay = self._backoff.next_delay()
+                log.warning(
+                    "producer connection failed; retrying", error=str(error), retry_in=round(delay, 3)
+                )
+                await asyncio.sleep(delay)
+                continue
+            self._backoff.reset()
+            self._ws = ws
+            self._generation += 1
+            try:
+                # Resend, in order, everything not yet written to this connection, including
+                # sends that arrive while we resend; `connected` is set with no await after the
+                # last check, so no send can fall between the two.
+                while unsent := [p for p in self._pending.values() if p.sent_on != self._generation]:
+                    for pending in unsent:
+                        pending.sent_on = self._generation
+                        await ws.send_str(pending.frame)
+                self._connected.set()
+                metrics.BROKER_CONNECTED.set(1)
+                self.last_error = None
+                await self._read(ws)
+            except (ConnectionError, aiohttp.ClientError, RuntimeError) as error:
+                self.last_error = f"connection lost: {error}"
+            finally:
+                self._connected.clear()
+                metrics.BROKER_CONNECTED.set(0)
+            if not self._closing:
+                if self.last_error is None:
+                    self.last_error = "connection closed by the broker"
+                log.warning("producer connection lost; reconnecting", in_flight=len(self._pending))
+
+    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        async for msg in ws:
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                continue
+            try:
+                answer = json.loads(msg.data)
+                context = answer.get("context")
+                result = answer["result"]
+            except (ValueError, KeyError, AttributeError, TypeError):
+                metrics.MALFORMED_FRAMES.labels(kind="producer_answer").inc()
+                log.warning("malformed answer from broker", frame=str(msg.data)[:200])
+                continue
+            pending = self._pending.pop(context, None) if isinstance(context, str) else None
+            if pending is None:
+                if result != "ok":
+                    # Pulsar answers a frame it could not parse without a context (send-error:3).
+                    log.warning(
+                        "broker reported an uncorrelated error", result=result, error=answer.get("errorMsg")
+                    )
+                metrics.MALFORMED_FRAMES.labels(kind="unknown_context").inc()
+                continue
+            if not self._pending:
+                self._drained.set()
+            if pending.future.done():
+                continue
+            if result == "ok":
+                metrics.MESSAGES_PUBLISHED.inc()
+                metrics.PUBLISH_LATENCY.observe(time.monotonic() - pending.started)
+                pending.future.set_result(str(answer.get("messageId", "")))
+            else:
+                code = str(result).removeprefix("send-error:")
+                metrics.PUBLISH_ERRORS.labels(reason=f"send_error_{code}"[:32]).inc()
+                pending.future.set_exception(SendError(code, str(answer.get("errorMsg", ""))))
+
+    async def _sweep_timeouts(self) -> None:
+        """Fail messages older than send_timeout; one timer for all instead of one per send."""
+        period = min(1.0, self.send_timeout / 4)
+        while True:
+            await asyncio.sleep(period)
+            limit = time.monotonic() - self.send_timeout
+            expired = [ctx for ctx, p in self._pending.items() if p.started < limit]
+            for context in expired:
+                pending = self._pending.pop(context)
+                if not pending.future.done():
+                    metrics.PUBLISH_ERRORS.labels(reason="timeout").inc()
+                    pending.future.set_exception(
+                        SendTimeout(f"no answer from the broker within {self.send_timeout:g} s")
+                    )
+
+    def _fail_all(self, error: StreamError, reason: str) -> None:
+        pending, self._pending = self._pending, {}
+        for p in pending.values():
+            if not p.future.done():
+                metrics.PUBLISH_ERRORS.labels(reason=reason.lower()[:32]).inc()
+                p.future.set_exception(error)

@@ -1,0 +1,226 @@
+"""The HTTP runtime every service shares: health, metrics, status, logs and shutdown.
+
+- `GET /livez`: the process and its event loop work. Never depends on the broker, so a broker
+  outage does not make Kubernetes restart healthy pods.
+- `GET /readyz`: 200 while connected in any role (a standby consumer is ready: it can take over),
+  else 503 with a JSON reason.
+- `GET /metrics`: Prometheus text format. `GET /status`: JSON for people and scripts.
+
+The service's own work runs as one task (`worker`). SIGTERM or SIGINT sets `ctx.stopping`; the
+worker finishes what is in flight and returns; the listener closes. A worker that crashes
+ends the process with status 1 so that the orchestrator restarts it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+from streampair import __version__, metrics
+from streampair.config import StreamSettings
+from streampair.logs import configure_logging, get_logger
+from streampair.naming import StreamAddress
+
+log = get_logger("streampair.runtime")
+
+#: How stale the loop's own heartbeat may be before /livez reports the loop stuck.
+LOOP_STALL_SECONDS = 10.0
+
+
+@dataclass
+class ServiceStatus:
+    """What /status and /readyz report; the worker keeps it current."""
+
+    service: str
+    settings: StreamSettings
+    role: str = "connecting"
+    connected: bool = False
+    last_error: str | None = None
+    stopping: bool = False
+    started_at: float = field(default_factory=time.time)
+    counters: Callable[[], dict[str, Any]] = field(default=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ready(self) -> bool:
+        return self.connected and not self.stopping
+
+    def as_json(self) -> dict[str, Any]:
+        address = StreamAddress.from_settings(self.settings)
+        return {
+            "service": self.service,
+            "version": __version__,
+            "role": self.role,
+            "ready": self.ready,
+            "connection": "connected"
+            if self.connected
+            else ("stopping" if self.stopping else "disconnected"),
+            "backend": self.settings.stream_backend,
+            "stream": self.settings.stream_name,
+            "topic": address.full_topic,
+            "subscription": self.settings.subscription_name,
+            "subscription_type": self.settings.subscription_type,
+            "last_error": self.last_error,
+            "uptime_seconds": round(time.time() - self.started_at, 3),
+            "counters": self.counters(),
+            **self.extra,
+        }
+
+
+@dataclass
+class ServiceContext:
+    """Handed to the worker: its settings, its status to keep current, and the stop signal."""
+
+    settings: StreamSettings
+    status: ServiceStatus
+    stopping: asyncio.Event
+    app: web.Application
+
+
+Worker = Callable[[ServiceContext], Coroutine[Any, Any, None]]
+
+
+@web.middleware
+async def json_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Every error answer is JSON with a reason; an unexpected exception is a logged 500."""
+    try:
+        return await handler(request)
+    except web.HTTPException as error:
+        if error.status < 400:
+            raise
+        reason = error.text if error.text and error.content_type == "application/json" else None
+        body = reason or f'{{"error": "{error.reason}", "status": {error.status}}}'
+        raise type(error)(text=body, content_type="application/json", headers=_allow(error)) from None
+    except Exception:
+        log.exception("unhandled error in HTTP handler", path=request.path)
+        return web.json_response({"error": "internal error", "status": 500}, status=500)
+
+
+def _allow(error: web.HTTPException) -> dict[str, str] | None:
+    allow = error.headers.get("Allow")
+    return {"Allow": allow} if allow else None
+
+
+class ServiceRuntime:
+    """One service process: `ServiceRuntime(...).run()` returns the exit status."""
+
+    def __init__(
+        self,
+        service: str,
+        settings: StreamSettings,
+        worker: Worker,
+        *,
+        routes: Iterable[web.RouteDef] = (),
+        max_body_bytes: int = 1024 * 1024,
+    ) -> None:
+        self.service = service
+        self.settings = settings
+        self.worker = worker
+        self.status = ServiceStatus(service=service, settings=settings)
+        self.app = web.Application(middlewares=[json_errors], client_max_size=max_body_bytes)
+        self.app["runtime"] = self
+        self.app.add_routes(
+            [
+                web.get("/livez", self.livez),
+                web.get("/readyz", self.readyz),
+                web.get("/metrics", self.metrics),
+                web.get("/status", self.status_json),
+                *routes,
+            ]
+        )
+        self._last_tick = time.monotonic()
+
+    # -- handlers ----------------------------------------------------------------------------
+
+    async def livez(self, _: web.Request) -> web.Response:
+        lag = time.monotonic() - self._last_tick
+        if lag > LOOP_STALL_SECONDS:
+            return web.json_response({"status": "stalled", "loop_lag_seconds": round(lag, 3)}, status=503)
+        return web.json_response({"status": "ok"})
+
+    async def readyz(self, _: web.Request) -> web.Response:
+        if self.status.ready:
+            return web.json_response({"status": "ready", "role": self.status.role})
+        reason = (
+            "stopping"
+            if self.status.stopping
+            else (self.status.last_error or "not connected to the broker yet")
+        )
+        return web.json_response(
+            {"status": "not ready", "role": self.status.role, "reason": reason}, status=503
+        )
+
+    async def metrics(self, _: web.Request) -> web.Response:
+        body = generate_latest(REGISTRY)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def status_json(self, _: web.Request) -> web.Response:
+        return web.json_response(self.status.as_json())
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def _tick(self) -> None:
+        while True:
+            self._last_tick = time.monotonic()
+            await asyncio.sleep(1.0)
+
+    async def serve(self) -> int:
+        loop = asyncio.get_running_loop()
+        stopping = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stopping.set)
+        runner = web.AppRunner(self.app, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(
+            runner, self.settings.http_host, self.settings.http_port, shutdown_timeout=1.0, reuse_address=True
+        )
+        try:
+            await site.start()
+        except OSError as error:
+            log.error(
+                "cannot listen", host=self.settings.http_host, port=self.settings.http_port, error=str(error)
+            )
+            await runner.cleanup()
+            return 1
+        log.info("listening", port=self.settings.http_port, settings=self.settings.describe())
+        ticker = asyncio.create_task(self._tick())
+        ctx = ServiceContext(self.settings, self.status, stopping, self.app)
+        worker = asyncio.create_task(self.worker(ctx), name=f"{self.service}-worker")
+        stop_wait = asyncio.create_task(stopping.wait())
+        await asyncio.wait({worker, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+        code = 0
+        self.status.stopping = True
+        stopping.set()
+        if not worker.done():
+            log.info("stopping", grace_seconds=self.settings.shutdown_timeout_seconds)
+            try:
+                await asyncio.wait_for(asyncio.shield(worker), self.settings.shutdown_timeout_seconds)
+            except TimeoutError:
+                log.warning("worker did not stop in time; cancelling")
+                worker.cancel()
+                await asyncio.gather(worker, return_exceptions=True)
+        failure = worker.exception() if worker.done() and not worker.cancelled() else None
+        if isinstance(failure, SystemExit):
+            code = int(failure.code) if isinstance(failure.code, int) else 1
+        elif failure is not None:
+            log.error("worker failed", error=str(failure), error_type=type(failure).__name__)
+            code = 1
+        ticker.cancel()
+        stop_wait.cancel()
+        await runner.cleanup()
+        log.info("stopped", exit_status=code)
+        return code
+
+    def run(self) -> int:
+        configure_logging(self.service, self.settings.log_level, self.settings.log_format)
+        metrics.set_build_info(self.service)
+        return asyncio.run(self.serve())
