@@ -12,7 +12,7 @@ import asyncio
 import base64
 import binascii
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -106,10 +106,17 @@ class _Subscriber:
         self._closing = False
         self._backoff = backoff or Backoff(cap=connector.settings.reconnect_max_seconds)
         self.last_error: str | None = None
+        #: Called with True when a connection is established and False when it is gone.
+        self.on_connection: Callable[[bool], None] | None = None
 
     @property
     def connected(self) -> bool:
         return self._ws is not None and not self._ws.closed
+
+    def _notify(self, connected: bool) -> None:
+        metrics.BROKER_CONNECTED.set(1 if connected else 0)
+        if self.on_connection is not None:
+            self.on_connection(connected)
 
     def _subscription(self) -> str | None:
         return None
@@ -145,7 +152,7 @@ class _Subscriber:
         self._queue = asyncio.Queue()
         self._ws = ws
         self.last_error = None
-        metrics.BROKER_CONNECTED.set(1)
+        self._notify(True)
         self._reader = asyncio.create_task(
             self._read(ws, self._generation, self._queue), name=f"{self.kind}-reader"
         )
@@ -176,9 +183,11 @@ class _Subscriber:
             self._reader.cancel()
             await asyncio.gather(self._reader, return_exceptions=True)
             self._reader = None
+        had_connection = self._ws is not None
         await close_quietly(self._ws)
         self._ws = None
-        metrics.BROKER_CONNECTED.set(0)
+        if had_connection:
+            self._notify(False)
 
     async def _send_frame(self, message: Message, frame: dict[str, Any]) -> bool:
         """Send an ack-like frame for `message` on the connection that delivered it."""
@@ -211,10 +220,14 @@ class _Subscriber:
                 return
             await self.connect_with_retry()
 
-    async def close(self) -> None:
+    def interrupt(self) -> None:
+        """End iteration after the message being handled; the connection stays open until close()."""
         self._closing = True
+        self._queue.put_nowait(ConnectionLost("interrupted"))
+
+    async def close(self) -> None:
+        self.interrupt()
         await self._drop_connection()
-        self._queue.put_nowait(ConnectionLost("closed"))
 
 
 class Consumer(_Subscriber):

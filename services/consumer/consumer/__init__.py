@@ -1,0 +1,1 @@
+"""streampair consumer service."""

@@ -1,0 +1,148 @@
+"""The producer service: the publishing loop, `POST /messages`, and the shared runtime."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from aiohttp import web
+from streampair.admin import StreamAdmin
+from streampair.connection import Connector
+from streampair.errors import SendError, SendTimeout, StreamError
+from streampair.logs import get_logger
+from streampair.producer import Producer
+from streampair.runtime import ServiceContext, ServiceRuntime
+
+from producer.publisher import Publisher
+from producer.settings import ProducerSettings
+
+log = get_logger("producer")
+
+MAX_PROPERTIES = 64
+
+
+async def ensure_stream(admin: StreamAdmin, stopping: asyncio.Event, status_error: list[str]) -> None:
+    """Create the stream if needed; retry while the broker is unreachable."""
+    delay = 0.5
+    while not stopping.is_set():
+        try:
+            await admin.ensure_stream()
+            return
+        except StreamError as error:
+            if not error.retryable:
+                raise
+            status_error[:] = [str(error)]
+            log.warning("cannot ensure the stream exists yet; retrying", error=str(error), retry_in=delay)
+            try:
+                await asyncio.wait_for(stopping.wait(), delay)
+            except TimeoutError:
+                delay = min(delay * 2, 10.0)
+
+
+async def work(ctx: ServiceContext) -> None:
+    settings = ctx.settings
+    assert isinstance(settings, ProducerSettings)
+    connector = Connector(settings)
+    producer = Producer(
+        connector,
+        max_pending=settings.max_in_flight,
+        send_timeout=settings.send_timeout_seconds,
+    )
+    publisher = Publisher(
+        producer, settings.producer_id, settings.publish_interval_seconds, settings.max_in_flight
+    )
+    ctx.app["producer"] = producer
+    ctx.status.role = "producer"
+    ctx.status.extra["producer_id"] = settings.producer_id
+
+    def counters() -> dict[str, Any]:
+        return {
+            "last_seq": publisher.seq,
+            "published": publisher.published,
+            "failed": publisher.failed,
+            "in_flight": producer.in_flight,
+        }
+
+    ctx.status.counters = counters
+    watcher = asyncio.create_task(_watch(producer, ctx))
+    try:
+        errors: list[str] = []
+        await ensure_stream(StreamAdmin(connector), ctx.stopping, errors)
+        await producer.start()
+        await publisher.run(ctx.stopping)
+        if producer.fatal is not None:
+            raise producer.fatal
+    finally:
+        watcher.cancel()
+        await producer.close()
+        await connector.close()
+        ctx.status.connected = False
+
+
+async def _watch(producer: Producer, ctx: ServiceContext) -> None:
+    """Mirror the producer's connection into /status and /readyz."""
+    while True:
+        ctx.status.connected = producer.connected
+        ctx.status.last_error = producer.last_error
+        if producer.fatal is not None:
+            ctx.stopping.set()  # a refusal that retrying cannot fix: stop and exit non-zero
+        await asyncio.sleep(0.2)
+
+
+async def post_message(request: web.Request) -> web.Response:
+    """Publish a caller's message: {"payload": "...", "properties": {...}, "key": "..."}."""
+    producer: Producer | None = request.app.get("producer")
+    try:
+        body = await request.json()
+    except json.JSONDecodeError:
+        raise web.HTTPBadRequest(
+            text=_error("body is not valid JSON"), content_type="application/json"
+        ) from None
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(text=_error("body must be a JSON object"), content_type="application/json")
+    payload = body.get("payload")
+    if not isinstance(payload, str):
+        raise web.HTTPUnprocessableEntity(
+            text=_error("payload (a string) is required"), content_type="application/json"
+        )
+    properties = body.get("properties") or {}
+    if (
+        not isinstance(properties, dict)
+        or len(properties) > MAX_PROPERTIES
+        or not all(isinstance(k, str) and isinstance(v, str) for k, v in properties.items())
+    ):
+        raise web.HTTPUnprocessableEntity(
+            text=_error(f"properties must be an object of at most {MAX_PROPERTIES} string values"),
+            content_type="application/json",
+        )
+    key = body.get("key")
+    if key is not None and not isinstance(key, str):
+        raise web.HTTPUnprocessableEntity(
+            text=_error("key must be a string"), content_type="application/json"
+        )
+    if producer is None or not producer.connected:
+        raise web.HTTPServiceUnavailable(
+            text=_error("not connected to the broker"), content_type="application/json"
+        )
+    try:
+        message_id = await producer.send(payload, properties, key=key)
+    except SendError as error:
+        raise web.HTTPBadGateway(text=_error(str(error)), content_type="application/json") from None
+    except (SendTimeout, StreamError) as error:
+        raise web.HTTPServiceUnavailable(text=_error(str(error)), content_type="application/json") from None
+    return web.json_response({"messageId": message_id}, status=201)
+
+
+def _error(message: str) -> str:
+    return json.dumps({"error": message})
+
+
+def build_runtime(settings: ProducerSettings) -> ServiceRuntime:
+    return ServiceRuntime(
+        "producer",
+        settings,
+        work,
+        routes=[web.post("/messages", post_message)],
+        max_body_bytes=settings.max_body_bytes,
+    )

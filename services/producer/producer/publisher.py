@@ -1,0 +1,98 @@
+"""The publishing loop: one message every `publish_interval_seconds`, like Macrometa's example.
+
+Each message carries `producer_id`, `seq` (1, 2, 3, ... per process) and `sent_at` (epoch ms)
+so consumers can measure latency and detect gaps and duplicates. A sequence number is taken
+only while connected, so a broker outage pauses the sequence instead of burning numbers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Coroutine
+from typing import Any
+
+from streampair.errors import StreamError
+from streampair.logs import get_logger
+from streampair.producer import Producer
+
+log = get_logger("producer.publisher")
+
+
+class Publisher:
+    def __init__(self, producer: Producer, producer_id: str, interval: float, max_in_flight: int) -> None:
+        self.producer = producer
+        self.producer_id = producer_id
+        self.interval = interval
+        self.seq = 0
+        self.published = 0
+        self.failed = 0
+        self._window = asyncio.Semaphore(max_in_flight)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._verbose = interval > 0  # one log line per message at 1/s; none in a flood
+
+    def message(self, seq: int) -> tuple[str, dict[str, str]]:
+        number = random.randint(1, 1_000_000)
+        text = f"Hello from {self.producer_id}! Here is your random message number {number}"
+        properties = {
+            "producer_id": self.producer_id,
+            "seq": str(seq),
+            "sent_at": str(int(time.time() * 1000)),
+        }
+        return text, properties
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        next_at = time.monotonic()
+        while not stopping.is_set():
+            if not self.producer.connected:
+                await _first(self.producer.wait_connected(), stopping.wait())
+                continue
+            if self.interval > 0:
+                next_at += self.interval
+                delay = next_at - time.monotonic()
+                if delay < -self.interval:  # fell far behind (a pause): do not burst to catch up
+                    next_at = time.monotonic()
+                elif delay > 0 and await _wait_or_stop(stopping, delay):
+                    break
+            await self._window.acquire()
+            if stopping.is_set():
+                self._window.release()
+                break
+            self.seq += 1
+            task = asyncio.create_task(self._publish(self.seq))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        # Finish what is in flight: every message is either answered or counted as failed.
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _publish(self, seq: int) -> None:
+        text, properties = self.message(seq)
+        try:
+            message_id = await self.producer.send(text, properties)
+        except StreamError as error:
+            self.failed += 1
+            log.error("publish failed", seq=seq, error=str(error))
+        else:
+            self.published += 1
+            if self._verbose:
+                log.info("published", seq=seq, message_id=message_id, payload=text)
+        finally:
+            self._window.release()
+
+
+async def _wait_or_stop(stopping: asyncio.Event, delay: float) -> bool:
+    """Sleep `delay` seconds; True if asked to stop meanwhile."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stopping.wait(), delay)
+    return stopping.is_set()
+
+
+async def _first(*aws: Coroutine[Any, Any, Any]) -> None:
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    _, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
