@@ -178,10 +178,10 @@ class ServiceRuntime:
         stopping = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stopping.set)
-        runner = web.AppRunner(self.app, handle_signals=False)
+        runner = web.AppRunner(self.app, handle_signals=False, shutdown_timeout=1.0)
         await runner.setup()
         site = web.TCPSite(
-            runner, self.settings.http_host, self.settings.http_port, shutdown_timeout=1.0, reuse_address=True
+            runner, self.settings.http_host, self.settings.http_port, reuse_address=True
         )
         try:
             await site.start()

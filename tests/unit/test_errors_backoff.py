@@ -1,0 +1,71 @@
+import random
+
+import pytest
+from streampair.backoff import Backoff, jittered
+from streampair.errors import (
+    BrokerUnavailable,
+    HandshakeError,
+    InvalidRequest,
+    ProducerBusy,
+    StreamNotFound,
+    SubscriptionBusy,
+    Unauthorized,
+    error_for_status,
+)
+
+
+@pytest.mark.parametrize(
+    ("status", "role", "cls", "retryable"),
+    [
+        (409, "consumer", SubscriptionBusy, False),
+        (409, "producer", ProducerBusy, False),
+        (401, "consumer", Unauthorized, False),
+        (403, "producer", Unauthorized, False),
+        (404, "reader", StreamNotFound, False),
+        (400, "consumer", InvalidRequest, False),
+        (429, "producer", BrokerUnavailable, True),
+        (500, "consumer", BrokerUnavailable, True),
+        (503, "consumer", BrokerUnavailable, True),
+        (504, "reader", BrokerUnavailable, True),
+        (418, "consumer", HandshakeError, False),
+    ],
+)
+def test_status_mapping(status: int, role: str, cls: type[HandshakeError], retryable: bool) -> None:
+    error = error_for_status(
+        status, role, "Failed to create consumer: Exclusive consumer is already connected"
+    )
+    assert type(error) is cls
+    assert error.status == status
+    assert error.retryable is retryable
+    assert f"HTTP {status}" in str(error)
+
+
+def test_backoff_is_capped_exponential_with_full_jitter() -> None:
+    b = Backoff(base=0.1, cap=2.0, rng=random.Random(7))
+    ceilings = []
+    for _ in range(10):
+        ceilings.append(b.ceiling())
+        delay = b.next_delay()
+        assert 0.0 <= delay <= ceilings[-1]
+    assert ceilings[:5] == [0.1, 0.2, 0.4, 0.8, 1.6]
+    assert ceilings[5:] == [2.0] * 5
+    b.reset()
+    assert b.ceiling() == 0.1
+
+
+def test_full_jitter_spreads_delays() -> None:
+    b = Backoff(base=1.0, cap=1.0, rng=random.Random(1))
+    delays = [b.next_delay() for _ in range(200)]
+    assert min(delays) < 0.1 and max(delays) > 0.9
+
+
+def test_huge_attempt_counts_do_not_overflow() -> None:
+    b = Backoff(base=0.1, cap=5.0, attempt=10_000)
+    assert b.ceiling() == 5.0
+
+
+def test_jittered_stays_within_spread() -> None:
+    rng = random.Random(3)
+    values = [jittered(1.0, 0.2, rng) for _ in range(500)]
+    assert all(0.8 <= v <= 1.2 for v in values)
+    assert max(values) - min(values) > 0.3
