@@ -14,6 +14,7 @@ ends the process with status 1 so that the orchestrator restarts it.
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
@@ -32,6 +33,14 @@ log = get_logger("streampair.runtime")
 
 #: How stale the loop's own heartbeat may be before /livez reports the loop stuck.
 LOOP_STALL_SECONDS = 10.0
+
+
+class ServiceExit(Exception):
+    """Raised by a worker to end the process with a chosen status (SystemExit would escape asyncio)."""
+
+    def __init__(self, code: int, message: str = "") -> None:
+        super().__init__(message or f"exit status {code}")
+        self.code = code
 
 
 @dataclass
@@ -97,17 +106,15 @@ async def json_errors(
     except web.HTTPException as error:
         if error.status < 400:
             raise
-        reason = error.text if error.text and error.content_type == "application/json" else None
-        body = reason or f'{{"error": "{error.reason}", "status": {error.status}}}'
-        raise type(error)(text=body, content_type="application/json", headers=_allow(error)) from None
+        if error.content_type == "application/json" and error.text:
+            body = error.text
+        else:
+            body = json.dumps({"error": error.reason, "status": error.status})
+        headers = {"Allow": error.headers["Allow"]} if "Allow" in error.headers else None
+        return web.Response(status=error.status, text=body, content_type="application/json", headers=headers)
     except Exception:
         log.exception("unhandled error in HTTP handler", path=request.path)
         return web.json_response({"error": "internal error", "status": 500}, status=500)
-
-
-def _allow(error: web.HTTPException) -> dict[str, str] | None:
-    allow = error.headers.get("Allow")
-    return {"Allow": allow} if allow else None
 
 
 class ServiceRuntime:
@@ -138,6 +145,7 @@ class ServiceRuntime:
             ]
         )
         self._last_tick = time.monotonic()
+        self.listening = asyncio.Event()  # set once the HTTP port is open and signals are handled
 
     # -- handlers ----------------------------------------------------------------------------
 
@@ -180,9 +188,7 @@ class ServiceRuntime:
             loop.add_signal_handler(sig, stopping.set)
         runner = web.AppRunner(self.app, handle_signals=False, shutdown_timeout=1.0)
         await runner.setup()
-        site = web.TCPSite(
-            runner, self.settings.http_host, self.settings.http_port, reuse_address=True
-        )
+        site = web.TCPSite(runner, self.settings.http_host, self.settings.http_port, reuse_address=True)
         try:
             await site.start()
         except OSError as error:
@@ -192,6 +198,7 @@ class ServiceRuntime:
             await runner.cleanup()
             return 1
         log.info("listening", port=self.settings.http_port, settings=self.settings.describe())
+        self.listening.set()
         ticker = asyncio.create_task(self._tick())
         ctx = ServiceContext(self.settings, self.status, stopping, self.app)
         worker = asyncio.create_task(self.worker(ctx), name=f"{self.service}-worker")
@@ -209,8 +216,8 @@ class ServiceRuntime:
                 worker.cancel()
                 await asyncio.gather(worker, return_exceptions=True)
         failure = worker.exception() if worker.done() and not worker.cancelled() else None
-        if isinstance(failure, SystemExit):
-            code = int(failure.code) if isinstance(failure.code, int) else 1
+        if isinstance(failure, ServiceExit):
+            code = failure.code
         elif failure is not None:
             log.error("worker failed", error=str(failure), error_type=type(failure).__name__)
             code = 1

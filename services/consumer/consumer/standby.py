@@ -19,7 +19,7 @@ from streampair.backoff import Backoff, jittered
 from streampair.consumer import Consumer
 from streampair.errors import StreamError, StreamNotFound, SubscriptionBusy
 from streampair.logs import get_logger
-from streampair.runtime import ServiceStatus
+from streampair.runtime import ServiceExit, ServiceStatus
 
 from consumer.handler import MessageHandler
 from consumer.settings import ConsumerSettings
@@ -116,7 +116,7 @@ class StandbyLoop:
                 f"subscription busy: another consumer holds {s.subscription_type} subscription "
                 f"'{s.subscription_name}' on '{s.stream_name}'; exiting (ON_BUSY=exit)"
             )
-            raise SystemExit(EXIT_BUSY)
+            raise ServiceExit(EXIT_BUSY, "subscription busy")
         self._set_role("standby")
         self.status.connected = True  # the broker answered: we are able to take over
         if first:
