@@ -1,0 +1,1 @@
+"""streampair broker service."""

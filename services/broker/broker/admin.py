@@ -1,0 +1,167 @@
+"""The subset of Pulsar's admin REST API that tools and tests use.
+
+`PUT|GET|DELETE /admin/v2/persistent/{tenant}/{ns}/{topic}`, `GET .../{topic}/stats`,
+`GET .../{topic}/subscriptions`, `DELETE .../{topic}/subscription/{sub}`,
+`GET /admin/v2/persistent/{tenant}/{ns}` (topic list) and `GET /admin/v2/brokers/health`.
+Errors are Pulsar's `{"reason": "..."}`. The stats helpers are shared with the Macrometa API.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from aiohttp import WSCloseCode, web
+
+from broker.outbox import Outbox
+from broker.routing import Router, json_response
+from broker.state import STATE, BrokerState
+from broker.subscriptions import Subscription
+from broker.topics import Topic
+
+NAME = r"[^/]+"
+TOPIC_PATH = rf"/admin/v2/persistent/(?P<tenant>{NAME})/(?P<namespace>{NAME})/(?P<topic>{NAME})"
+
+
+def topic_stats(topic: Topic) -> dict[str, Any]:
+    """A Pulsar `TopicStats`-shaped summary (counts, no rates)."""
+    subs: dict[str, Any] = {}
+    for sub in topic.subscriptions.values():
+        subs[sub.name] = {
+            "type": sub.type,
+            "msgBacklog": sub.backlog(),
+            "unackedMessages": len(sub.pending),
+            "msgOutCounter": sub.msg_out,
+            "isDurable": sub.durable,
+            "consumers": [
+                {
+                    "consumerName": c.name,
+                    "priorityLevel": c.priority,
+                    "availablePermits": max(c.capacity(), 0),
+                    "unackedMessages": len(c.unacked),
+                    "address": c.address,
+                    "connectedSince": c.connected_ms,
+                    "isActive": sub.active is c if sub.type in ("Exclusive", "Failover") else True,
+                }
+                for c in sub.consumers
+            ],
+        }
+    return {
+        "msgInCounter": sum(p.msg_in for p in topic.producers.values()),
+        "lastSequence": topic.last_seq,
+        "retainedMessages": len(topic.entries),
+        "publishers": [
+            {
+                "producerName": p.name,
+                "producerId": p.id,
+                "address": p.address,
+                "connectedSince": p.connected_ms,
+            }
+            for p in topic.producers.values()
+        ],
+        "subscriptions": subs,
+        "readers": [{"readerName": r.name, "address": r.address} for r in topic.readers],
+    }
+
+
+def outboxes_of(topic: Topic, subscription: Subscription | None = None) -> list[Outbox]:
+    """The connections of a topic (or of one subscription), collected before deleting it."""
+    if subscription is not None:
+        return [c.outbox for c in subscription.consumers]
+    out = [c.outbox for sub in topic.subscriptions.values() for c in sub.consumers]
+    out += [p.outbox for p in topic.producers.values()]
+    out += [r.outbox for r in topic.readers]
+    return out
+
+
+async def close_all(outboxes: list[Outbox]) -> None:
+    for outbox in outboxes:
+        with contextlib.suppress(Exception):
+            await outbox.ws.close(code=WSCloseCode.OK, message=b"topic or subscription deleted")
+
+
+def in_use(topic: Topic) -> bool:
+    return bool(topic.producers or topic.readers or topic.connected_consumers())
+
+
+async def delete_topic(state: BrokerState, topic: Topic) -> None:
+    outboxes = outboxes_of(topic)
+    state.broker.delete_topic(topic)
+    await close_all(outboxes)
+
+
+def _reason(status: int, reason: str) -> web.Response:
+    return json_response({"reason": reason}, status)
+
+
+def _full(params: dict[str, str]) -> str:
+    return "persistent://{tenant}/{namespace}/{topic}".format(**params)
+
+
+async def topic_endpoint(request: web.Request, params: dict[str, str]) -> web.StreamResponse:
+    state = request.app[STATE]
+    broker = state.broker
+    name = _full(params)
+    topic = broker.topic(name)
+    if request.method == "PUT":
+        if topic is not None:
+            return _reason(409, "This topic already exists")
+        broker.create_topic(name)
+        return web.Response(status=204)
+    if topic is None:
+        return _reason(404, "Topic not found")
+    if request.method == "GET":
+        return json_response(topic_stats(topic))
+    if in_use(topic) and request.query.get("force", "false").lower() != "true":
+        return _reason(412, "Topic has active producers/subscriptions")
+    await delete_topic(state, topic)
+    return web.Response(status=204)
+
+
+async def stats_endpoint(request: web.Request, params: dict[str, str]) -> web.StreamResponse:
+    topic = request.app[STATE].broker.topic(_full(params))
+    if topic is None:
+        return _reason(404, "Topic not found")
+    return json_response(topic_stats(topic))
+
+
+async def subscriptions_endpoint(request: web.Request, params: dict[str, str]) -> web.StreamResponse:
+    topic = request.app[STATE].broker.topic(_full(params))
+    if topic is None:
+        return _reason(404, "Topic not found")
+    return json_response(sorted(topic.subscriptions))
+
+
+async def delete_subscription_endpoint(request: web.Request, params: dict[str, str]) -> web.StreamResponse:
+    state = request.app[STATE]
+    topic = state.broker.topic(_full(params))
+    sub = topic.subscriptions.get(params["subscription"]) if topic is not None else None
+    if topic is None or sub is None:
+        return _reason(404, "Subscription not found")
+    if sub.consumers and request.query.get("force", "false").lower() != "true":
+        return _reason(412, "Subscription has active connected consumers")
+    outboxes = outboxes_of(topic, sub)
+    state.broker.delete_subscription(sub)
+    await close_all(outboxes)
+    return web.Response(status=204)
+
+
+async def namespace_topics(request: web.Request, params: dict[str, str]) -> web.StreamResponse:
+    prefix = "persistent://{tenant}/{namespace}/".format(**params)
+    names = sorted(name for name in request.app[STATE].broker.topics if name.startswith(prefix))
+    return json_response(names)
+
+
+async def health(request: web.Request, _: dict[str, str]) -> web.StreamResponse:
+    return web.Response(text="ok")
+
+
+def register(router: Router) -> None:
+    router.add("GET", r"/admin/v2/brokers/health", health, public=True)
+    router.add("GET", rf"/admin/v2/persistent/(?P<tenant>{NAME})/(?P<namespace>{NAME})", namespace_topics)
+    router.add("PUT,GET,DELETE", TOPIC_PATH, topic_endpoint)
+    router.add("GET", TOPIC_PATH + r"/stats", stats_endpoint)
+    router.add("GET", TOPIC_PATH + r"/subscriptions", subscriptions_endpoint)
+    router.add(
+        "DELETE", TOPIC_PATH + rf"/subscription/(?P<subscription>{NAME})", delete_subscription_endpoint
+    )

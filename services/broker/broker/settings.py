@@ -1,0 +1,104 @@
+"""Broker settings from the environment (`BROKER_*`, `LOG_LEVEL`, `LOG_FORMAT`).
+
+The broker refuses to listen beyond loopback without `BROKER_AUTH_TOKEN`: an open broker on a
+network lets anyone read and delete every stream. A private network where that is wanted (the
+docker-compose "lite" profile binds 0.0.0.0 inside its own network) says so explicitly with
+`BROKER_ALLOW_UNAUTHENTICATED=true`. `load_settings` turns a refusal into one line and exit 2.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost", "[::1]"})
+MIB = 1024 * 1024
+
+
+class BrokerSettings(BaseSettings):
+    """What the embedded broker listens on, where it keeps data, and who may talk to it.
+
+    Field order matters: `broker_host` is validated last so that it can see the token and the
+    explicit opt-out flag.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore", frozen=True)
+
+    broker_auth_token: SecretStr | None = None
+    broker_allow_unauthenticated: bool = False
+    broker_port: Annotated[int, Field(ge=0, le=65535)] = 8080
+    broker_data_dir: Path = Path("./.broker-data")
+    broker_tls_cert: Path | None = None
+    broker_tls_key: Path | None = None
+    #: Largest WebSocket frame accepted; a bigger one closes the connection with 1009.
+    broker_max_frame_bytes: Annotated[int, Field(ge=1024, le=64 * MIB)] = 5 * MIB
+    #: Unanswered publishes per producer connection before the broker stops reading from it.
+    broker_max_pending_per_producer: Annotated[int, Field(ge=1, le=1_000_000)] = 10_000
+    #: Messages kept on a topic that has no subscription (for readers); older ones are dropped.
+    broker_retention_messages: Annotated[int, Field(ge=0, le=100_000_000)] = 100_000
+    #: `full` fsyncs every commit (survives power loss); `normal` survives a process crash.
+    broker_sync: Literal["normal", "full"] = "normal"
+    broker_otp_ttl_seconds: Annotated[float, Field(gt=0, le=600)] = 60.0
+    broker_shutdown_timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 5.0
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "console"] | None = None
+    broker_host: str = "127.0.0.1"
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_level(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("broker_tls_cert", "broker_tls_key")
+    @classmethod
+    def _readable(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError("must be the path of a readable PEM file")
+        return value
+
+    @field_validator("broker_auth_token")
+    @classmethod
+    def _token_not_blank(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError("must not be empty when set")
+        return value
+
+    @field_validator("broker_host")
+    @classmethod
+    def _exposure(cls, value: str, info: ValidationInfo) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("must not be empty")
+        if value in LOOPBACK_HOSTS:
+            return value
+        if info.data.get("broker_auth_token") is None and not info.data.get("broker_allow_unauthenticated"):
+            raise ValueError(
+                "refusing to listen beyond loopback without BROKER_AUTH_TOKEN "
+                "(set it, or BROKER_ALLOW_UNAUTHENTICATED=true on a private network)"
+            )
+        return value
+
+    @property
+    def tls(self) -> bool:
+        return self.broker_tls_cert is not None
+
+    def check_tls_pair(self) -> str | None:
+        """Both TLS files or neither; returns a one-line problem or None."""
+        if (self.broker_tls_cert is None) != (self.broker_tls_key is None):
+            return "invalid setting BROKER_TLS_CERT/BROKER_TLS_KEY: set both or neither"
+        return None
+
+    def describe(self) -> dict[str, object]:
+        """Settings for the start-up log: a secret is only said to be set."""
+        out: dict[str, object] = {}
+        for name, value in self:
+            if isinstance(value, SecretStr):
+                out[name] = "set"
+            elif isinstance(value, Path):
+                out[name] = str(value)
+            else:
+                out[name] = value
+        return out

@@ -1,0 +1,415 @@
+"""Who gets which message: subscriptions (Exclusive, Failover, Shared, Key_Shared) and readers.
+
+A subscription's cursor is Pulsar's: a mark-delete position (everything at or below it is
+acknowledged) plus the set of individually acknowledged sequence numbers above it. Delivered
+but unacknowledged messages are `pending`; negatively acknowledged, timed-out and orphaned
+ones go to a replay heap that is served before new messages. Dispatch never awaits: frames
+go to each consumer's outbox, and flow control (receiverQueueSize or pull-mode permits)
+decides how many may be outstanding.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import zlib
+from typing import TYPE_CHECKING
+
+from broker.messages import Entry, delivery_frame
+from broker.outbox import Outbox
+
+if TYPE_CHECKING:
+    from broker.topics import Topic
+
+SUBSCRIPTION_TYPES = ("Exclusive", "Shared", "Failover", "Key_Shared")
+MAX_RECEIVER_QUEUE = 1000
+#: Key_Shared: messages held back for busy consumers per dispatch round before reading stops.
+KEY_SHARED_DEFER_LIMIT = 1000
+NACK = 0  # timer epoch of a negative-ack delay (delivery epochs start at 1)
+
+_ids = itertools.count(1)
+
+
+def next_connection_id() -> int:
+    return next(_ids)
+
+
+class Consumer:
+    """One consumer WebSocket attached to a subscription."""
+
+    __slots__ = (
+        "ack_timeout_ms",
+        "address",
+        "connected_ms",
+        "id",
+        "nack_delay_ms",
+        "name",
+        "outbox",
+        "permits",
+        "priority",
+        "pull_mode",
+        "queue_size",
+        "unacked",
+    )
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        outbox: Outbox,
+        queue_size: int = MAX_RECEIVER_QUEUE,
+        priority: int = 0,
+        ack_timeout_ms: int = 0,
+        nack_delay_ms: int = 60_000,
+        pull_mode: bool = False,
+        address: str = "",
+        connected_ms: int = 0,
+    ) -> None:
+        self.id = next_connection_id()
+        self.name = name
+        self.outbox = outbox
+        self.queue_size = queue_size
+        self.priority = priority
+        self.ack_timeout_ms = ack_timeout_ms
+        self.nack_delay_ms = nack_delay_ms
+        self.pull_mode = pull_mode
+        self.permits = 0
+        self.unacked: set[int] = set()
+        self.address = address
+        self.connected_ms = connected_ms
+
+    def capacity(self) -> int:
+        if self.pull_mode:
+            return self.permits
+        return self.queue_size - len(self.unacked)
+
+
+def _slot(key: str | None, count: int) -> int:
+    return zlib.crc32((key or "").encode()) % count
+
+
+class Subscription:
+    """A named cursor on a topic and the consumers sharing it."""
+
+    def __init__(
+        self,
+        topic: Topic,
+        sub_id: int,
+        name: str,
+        type_: str,
+        mark_delete: int,
+        acked: set[int] | None = None,
+        *,
+        durable: bool = True,
+    ) -> None:
+        self.topic = topic
+        self.id = sub_id
+        self.name = name
+        self.type = type_
+        self.durable = durable
+        self.deleted = False
+        self.mark_delete = mark_delete
+        self.acked: set[int] = {seq for seq in acked or () if seq > mark_delete}
+        self.read_position = mark_delete + 1
+        self.pending: dict[int, tuple[Consumer, int]] = {}
+        self.replay: list[int] = []
+        self.replay_set: set[int] = set()
+        self.redeliveries: dict[int, int] = {}
+        self.consumers: list[Consumer] = []
+        self.msg_out = 0
+        self._rr = 0
+        self._epoch = 0
+        self._timers: list[tuple[float, int, int]] = []
+        self._timer: asyncio.TimerHandle | None = None
+
+    # -- membership ------------------------------------------------------------------------------
+
+    def refusal(self, type_: str) -> str | None:
+        """Why a new consumer of `type_` cannot join now (Pulsar's wording), or None."""
+        if not self.consumers:
+            return None
+        if type_ != self.type:
+            return f"Subscription is of different type ({self.type})"
+        if type_ == "Exclusive":
+            return "Exclusive consumer is already connected"
+        return None
+
+    def add(self, consumer: Consumer, type_: str) -> None:
+        if self.type != type_:
+            self.type = type_
+            self.topic.broker.mark_dirty(self)
+        self.consumers.append(consumer)
+        self._order()
+        self.topic.broker.schedule_dispatch(self)
+
+    def remove(self, consumer: Consumer) -> None:
+        """A consumer left: what it had not acknowledged goes to the others (or the next one)."""
+        if consumer not in self.consumers:
+            return
+        self.consumers.remove(consumer)
+        for seq in sorted(consumer.unacked):
+            if self.pending.pop(seq, None) is not None:
+                self._requeue(seq)
+        consumer.unacked.clear()
+        self._order()
+        self.topic.broker.schedule_dispatch(self)
+
+    def _order(self) -> None:
+        if self.type == "Failover":
+            self.consumers.sort(key=lambda c: (c.priority, c.name, c.id))
+        elif self.type == "Key_Shared":
+            self.consumers.sort(key=lambda c: (c.name, c.id))
+
+    @property
+    def active(self) -> Consumer | None:
+        if self.type in ("Exclusive", "Failover") and self.consumers:
+            return self.consumers[0]
+        return None
+
+    # -- dispatch --------------------------------------------------------------------------------
+
+    def _next_entry(self) -> Entry | None:
+        topic = self.topic
+        entries = topic.entries
+        replay = self.replay
+        while replay:
+            seq = heapq.heappop(replay)
+            self.replay_set.discard(seq)
+            if seq <= self.mark_delete or seq in self.acked or seq in self.pending:
+                continue
+            entry = entries.get(seq)
+            if entry is None:
+                self._ack(seq)
+                continue
+            return entry
+        acked = self.acked
+        while self.read_position <= topic.last_seq:
+            seq = self.read_position
+            self.read_position = seq + 1
+            if acked and seq in acked:
+                continue
+            entry = entries.get(seq)
+            if entry is None:  # a gap left by a failed commit
+                self._ack(seq)
+                continue
+            return entry
+        return None
+
+    def dispatch(self) -> None:
+        consumers = self.consumers
+        if not consumers or self.deleted:
+            return
+        if self.type in ("Exclusive", "Failover"):
+            consumer = consumers[0]
+            room = consumer.capacity()
+            while room > 0:
+                entry = self._next_entry()
+                if entry is None:
+                    break
+                self._send(consumer, entry)
+                room -= 1
+        elif self.type == "Shared":
+            count = len(consumers)
+            idle = 0
+            while idle < count:
+                consumer = consumers[self._rr % count]
+                self._rr += 1
+                if consumer.capacity() <= 0:
+                    idle += 1
+                    continue
+                entry = self._next_entry()
+                if entry is None:
+                    break
+                self._send(consumer, entry)
+                idle = 0
+        else:
+            self._dispatch_key_shared(consumers)
+
+    def _dispatch_key_shared(self, consumers: list[Consumer]) -> None:
+        count = len(consumers)
+        full: set[int] = set()
+        deferred: list[int] = []
+        while len(full) < count and len(deferred) < KEY_SHARED_DEFER_LIMIT:
+            entry = self._next_entry()
+            if entry is None:
+                break
+            consumer = consumers[_slot(entry.key, count)]
+            if consumer.capacity() > 0:
+                self._send(consumer, entry)
+            else:
+                full.add(consumer.id)
+                deferred.append(entry.seq)
+        for seq in deferred:  # tried again first next round, so per-key order holds
+            if seq not in self.replay_set:
+                self.replay_set.add(seq)
+                heapq.heappush(self.replay, seq)
+
+    def _send(self, consumer: Consumer, entry: Entry) -> None:
+        seq = entry.seq
+        self._epoch += 1
+        self.pending[seq] = (consumer, self._epoch)
+        consumer.unacked.add(seq)
+        if consumer.pull_mode:
+            consumer.permits -= 1
+        consumer.outbox.push(delivery_frame(entry, self.redeliveries.get(seq, 0)))
+        if consumer.ack_timeout_ms > 0:
+            loop = asyncio.get_running_loop()
+            self._add_timer(loop.time() + consumer.ack_timeout_ms / 1000, seq, self._epoch)
+        self.msg_out += 1
+        self.topic.broker.stats.dispatched += 1
+
+    # -- acknowledgements ------------------------------------------------------------------------
+
+    def ack(self, seq: int) -> bool:
+        """Individual ack from any consumer of this subscription; False for an unknown id."""
+        owner = self.pending.pop(seq, None)
+        if owner is not None:
+            owner[0].unacked.discard(seq)
+            self._ack(seq)
+            self.topic.broker.schedule_dispatch(self)
+            return True
+        if seq <= self.mark_delete or seq in self.acked:
+            return True  # a duplicate ack is harmless
+        if seq >= self.read_position:
+            return False  # never delivered
+        self._ack(seq)  # acked while waiting for redelivery
+        return True
+
+    def _ack(self, seq: int) -> None:
+        if self.redeliveries:
+            self.redeliveries.pop(seq, None)
+        if seq == self.mark_delete + 1:
+            acked = self.acked
+            while seq + 1 in acked:
+                seq += 1
+                acked.discard(seq)
+            self.mark_delete = seq
+        else:
+            self.acked.add(seq)
+            if self.durable:
+                self.topic.broker.record_ack(self, seq)
+        self.topic.broker.mark_dirty(self)
+
+    def nack(self, seq: int, delay_ms: int) -> bool:
+        owner = self.pending.pop(seq, None)
+        if owner is None:
+            return seq <= self.mark_delete or seq in self.acked or seq < self.read_position
+        owner[0].unacked.discard(seq)
+        if delay_ms <= 0:
+            self._requeue(seq)
+        else:
+            self._add_timer(asyncio.get_running_loop().time() + delay_ms / 1000, seq, NACK)
+        self.topic.broker.schedule_dispatch(self)
+        return True
+
+    def _requeue(self, seq: int) -> None:
+        if seq <= self.mark_delete or seq in self.acked:
+            return
+        self.redeliveries[seq] = self.redeliveries.get(seq, 0) + 1
+        if seq not in self.replay_set:
+            self.replay_set.add(seq)
+            heapq.heappush(self.replay, seq)
+
+    # -- timers (ack timeout, negative-ack delay) ------------------------------------------------
+
+    def _add_timer(self, deadline: float, seq: int, epoch: int) -> None:
+        heapq.heappush(self._timers, (deadline, seq, epoch))
+        if self._timer is None or self._timer.when() > deadline:
+            self._arm()
+
+    def _arm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._timers and not self.deleted:
+            self._timer = asyncio.get_running_loop().call_at(self._timers[0][0], self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        now = asyncio.get_running_loop().time()
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            _, seq, epoch = heapq.heappop(timers)
+            if epoch == NACK:
+                if seq not in self.pending:
+                    self._requeue(seq)
+                continue
+            owner = self.pending.get(seq)
+            if owner is not None and owner[1] == epoch:
+                del self.pending[seq]
+                owner[0].unacked.discard(seq)
+                self._requeue(seq)
+        self._arm()
+        self.topic.broker.schedule_dispatch(self)
+
+    # -- administration --------------------------------------------------------------------------
+
+    def backlog(self) -> int:
+        return max(0, self.topic.last_seq - self.mark_delete - len(self.acked))
+
+    def clear_backlog(self) -> None:
+        for seq, (consumer, _) in self.pending.items():
+            consumer.unacked.discard(seq)
+        self.pending.clear()
+        self.replay.clear()
+        self.replay_set.clear()
+        self.redeliveries.clear()
+        self.acked.clear()
+        self.mark_delete = max(self.mark_delete, self.topic.last_seq)
+        self.read_position = max(self.read_position, self.mark_delete + 1)
+        self.topic.broker.mark_dirty(self)
+        self.topic.broker.schedule_dispatch(self)
+
+    def close(self) -> None:
+        self.deleted = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timers.clear()
+
+
+class Reader:
+    """A non-durable cursor: reads forward from a position; acks only free flow-control room."""
+
+    __slots__ = (
+        "address",
+        "connected_ms",
+        "id",
+        "name",
+        "outbox",
+        "outstanding",
+        "position",
+        "queue_size",
+        "topic",
+    )
+
+    def __init__(self, topic: Topic, position: int, *, name: str, outbox: Outbox, queue_size: int) -> None:
+        self.id = next_connection_id()
+        self.topic = topic
+        self.position = position
+        self.name = name
+        self.outbox = outbox
+        self.queue_size = queue_size
+        self.outstanding = 0
+        self.address = ""
+        self.connected_ms = 0
+
+    def dispatch(self) -> None:
+        topic = self.topic
+        if self.position < topic.first_seq:
+            self.position = topic.first_seq
+        entries = topic.entries
+        while self.outstanding < self.queue_size and self.position <= topic.last_seq:
+            entry = entries.get(self.position)
+            self.position += 1
+            if entry is None:
+                continue
+            self.outbox.push(delivery_frame(entry, 0))
+            self.outstanding += 1
+            topic.broker.stats.dispatched += 1
+
+    def ack(self) -> None:
+        if self.outstanding > 0:
+            self.outstanding -= 1
+            self.topic.broker.schedule_dispatch(self)
