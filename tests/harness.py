@@ -135,11 +135,14 @@ class Service:
                 await asyncio.wait_for(self._changed.wait(), min(remaining, 0.5))
 
     async def get_json(self, path: str) -> tuple[int, Any]:
-        async with (
-            aiohttp.ClientSession() as session,
-            session.get(self.url + path, timeout=aiohttp.ClientTimeout(total=5)) as r,
-        ):
-            return r.status, await r.json(content_type=None)
+        """Status and body of a GET: parsed JSON, or the text when it is not JSON."""
+        timeout = aiohttp.ClientTimeout(total=5)
+        async with aiohttp.ClientSession() as session, session.get(self.url + path, timeout=timeout) as r:
+            text = await r.text()
+            try:
+                return r.status, json.loads(text)
+            except ValueError:
+                return r.status, text
 
     async def wait_http(self, path: str, predicate: Callable[[int, Any], bool], timeout: float = 20.0) -> Any:
         """Poll an endpoint until `predicate(status, body)`: for state that has no log line."""
@@ -224,6 +227,7 @@ class Cluster:
     async def start_producer(self, name: str = "producer-1", **env: str) -> Service:
         svc = self.add(name, "producer", HTTP_PORT=str(free_port()), **{**self.stream_env, **env})
         await svc.start()
+        await svc.wait_for(lambda line: line.get("event") == "listening")
         return svc
 
     async def start_consumer(self, name: str, **env: str) -> Service:
@@ -231,6 +235,8 @@ class Cluster:
             name, "consumer", HTTP_PORT=str(free_port()), CONSUMER_NAME=name, **{**self.stream_env, **env}
         )
         await svc.start()
+        if env.get("ON_BUSY") != "exit":  # such a consumer may exit before anyone looks
+            await svc.wait_for(lambda line: line.get("event") == "listening")
         return svc
 
     async def stop(self) -> None:

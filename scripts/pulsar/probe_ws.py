@@ -55,13 +55,16 @@ def raw_upgrade(port: int, path: str, timeout: float = 10.0) -> dict:
             while (n < 0 or len(body) < n) and time.monotonic() < deadline:
                 try:
                     chunk = s.recv(65536)
-                except socket.timeout:
+                except TimeoutError:
                     break
                 if not chunk:
                     break
                 body += chunk
-        return {"status_line": status, "headers": headers,
-                "body": body.decode("utf-8", "replace") if code != 101 else ""}
+        return {
+            "status_line": status,
+            "headers": headers,
+            "body": body.decode("utf-8", "replace") if code != 101 else "",
+        }
 
 
 def show(title: str, obj) -> None:
@@ -99,15 +102,18 @@ def main() -> None:
     p = ws(port, prod_path)
     t0 = time.monotonic()
     p.send(json.dumps({"payload": "aGVsbG8=", "context": "1"}))
-    show("producer: send {payload: aGVsbG8=, context: 1} -> answer",
-         {"frame": json.loads(p.recv()), "ms": round((time.monotonic() - t0) * 1000, 1)})
+    show(
+        "producer: send {payload: aGVsbG8=, context: 1} -> answer",
+        {"frame": json.loads(p.recv()), "ms": round((time.monotonic() - t0) * 1000, 1)},
+    )
 
     # 2. first consumer (Exclusive by default); subscription is created now
     c1 = ws(port, cons_path)
-    show("consumer 1 on sub1: message sent before the subscription existed",
-         {"received_within_2s": recv_json(c1, 2.0)})
-    p.send(json.dumps({"payload": b64("second"), "context": "2",
-                       "properties": {"k": "v"}, "key": "key-a"}))
+    show(
+        "consumer 1 on sub1: message sent before the subscription existed",
+        {"received_within_2s": recv_json(c1, 2.0)},
+    )
+    p.send(json.dumps({"payload": b64("second"), "context": "2", "properties": {"k": "v"}, "key": "key-a"}))
     show("producer: answer to 2nd send (with properties and key)", json.loads(p.recv()))
     msg = recv_json(c1, 10.0)
     show("consumer 1: message frame", msg)
@@ -120,9 +126,14 @@ def main() -> None:
         ws(port, cons_path).close()
         show("websocket-client, second consumer", "connected (unexpected)")
     except websocket.WebSocketBadStatusException as e:
-        show("websocket-client, second consumer: WebSocketBadStatusException",
-             {"status_code": e.status_code, "str": str(e),
-              "resp_body": e.resp_body.decode() if isinstance(e.resp_body, bytes) else e.resp_body})
+        show(
+            "websocket-client, second consumer: WebSocketBadStatusException",
+            {
+                "status_code": e.status_code,
+                "str": str(e),
+                "resp_body": e.resp_body.decode() if isinstance(e.resp_body, bytes) else e.resp_body,
+            },
+        )
 
     async def aio_second() -> dict:
         async with aiohttp.ClientSession() as s:
@@ -130,8 +141,8 @@ def main() -> None:
                 async with s.ws_connect(f"ws://{HOST}:{port}{cons_path}"):
                     return {"connected": True}
             except aiohttp.WSServerHandshakeError as e:
-                return {"type": type(e).__name__, "status": e.status, "message": e.message,
-                        "str": str(e)}
+                return {"type": type(e).__name__, "status": e.status, "message": e.message, "str": str(e)}
+
     show("aiohttp, second consumer", asyncio.run(aio_second()))
 
     # 3b. immediate reconnect after the exclusive consumer leaves
@@ -147,22 +158,32 @@ def main() -> None:
     show("reconnect to sub1 right after consumer 1 closed: (ms, status) per attempt", attempts)
 
     # 4. bad subscriptionType, other bad parameters and paths
-    show("subscriptionType=Bogus, raw HTTP answer",
-         raw_upgrade(port, f"/ws/v2/consumer/{ns}/{t1}/sub-bogus?subscriptionType=Bogus"))
-    show("subscriptionType=shared (lower case), raw HTTP answer",
-         raw_upgrade(port, f"/ws/v2/consumer/{ns}/{t1}/sub-lc?subscriptionType=shared"))
-    show("receiverQueueSize=abc, raw HTTP answer",
-         raw_upgrade(port, f"/ws/v2/consumer/{ns}/{t1}/sub-rq?receiverQueueSize=abc"))
-    show("consumer with empty subscription (trailing slash), raw HTTP answer",
-         raw_upgrade(port, f"/ws/v2/consumer/{ns}/{t1}/"))
-    show("consumer without subscription segment, raw HTTP answer",
-         raw_upgrade(port, f"/ws/v2/consumer/{ns}/{t1}"))
-    show("double slash //ws/v2/producer/..., raw HTTP answer",
-         raw_upgrade(port, f"/{prod_path}"))
-    show("unknown tenant/namespace producer, raw HTTP answer",
-         raw_upgrade(port, f"/ws/v2/producer/persistent/nosuchtenant/nons/{t1}"))
-    show("plain HTTP GET (no upgrade) on the producer path",
-         {"curl_like": _plain_get(port, prod_path)})
+    show(
+        "subscriptionType=Bogus, raw HTTP answer",
+        raw_upgrade(port, f"/ws/v2/consumer/{ns}/{t1}/sub-bogus?subscriptionType=Bogus"),
+    )
+    show(
+        "subscriptionType=shared (lower case), raw HTTP answer",
+        raw_upgrade(port, f"/ws/v2/consumer/{ns}/{t1}/sub-lc?subscriptionType=shared"),
+    )
+    show(
+        "receiverQueueSize=abc, raw HTTP answer",
+        raw_upgrade(port, f"/ws/v2/consumer/{ns}/{t1}/sub-rq?receiverQueueSize=abc"),
+    )
+    show(
+        "consumer with empty subscription (trailing slash), raw HTTP answer",
+        raw_upgrade(port, f"/ws/v2/consumer/{ns}/{t1}/"),
+    )
+    show(
+        "consumer without subscription segment, raw HTTP answer",
+        raw_upgrade(port, f"/ws/v2/consumer/{ns}/{t1}"),
+    )
+    show("double slash //ws/v2/producer/..., raw HTTP answer", raw_upgrade(port, f"/{prod_path}"))
+    show(
+        "unknown tenant/namespace producer, raw HTTP answer",
+        raw_upgrade(port, f"/ws/v2/producer/persistent/nosuchtenant/nons/{t1}"),
+    )
+    show("plain HTTP GET (no upgrade) on the producer path", {"curl_like": _plain_get(port, prod_path)})
 
     # 5. bad producer frames
     for title, frame in [
@@ -234,8 +255,10 @@ def main() -> None:
     m1 = recv_json(c, 5.0)
     c.send(json.dumps({"type": "negativeAcknowledge", "messageId": m1["messageId"]}))
     m2 = recv_json(c, 5.0)
-    show("negativeAcknowledge then redelivery (negativeAckRedeliveryDelay=100)",
-         {"first": m1, "redelivered": m2})
+    show(
+        "negativeAcknowledge then redelivery (negativeAckRedeliveryDelay=100)",
+        {"first": m1, "redelivered": m2},
+    )
     c.send(json.dumps({"messageId": m2["messageId"]}))
     c.send(json.dumps({"type": "isEndOfTopic"}))
     show("consumer: {type: isEndOfTopic} -> answer", {"frame": recv_json(c, 5.0)})

@@ -212,6 +212,8 @@ class _Subscriber:
                 metrics.MESSAGES_RECEIVED.inc()
                 yield item
                 continue
+            if self._closing:
+                return
             # The connection is gone: messages it delivered and we did not ack come again.
             self.last_error = str(item)
             log.warning(f"{self.kind} connection lost; reconnecting", error=str(item))

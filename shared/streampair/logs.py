@@ -78,6 +78,6 @@ def configure_logging(service: str, level: str = "info", fmt: str | None = None)
     logging.getLogger("aiohttp.access").setLevel(max(LEVELS[level], logging.WARNING))
 
 
-def get_logger(name: str, **context: Any) -> structlog.stdlib.BoundLogger:
-    logger: structlog.stdlib.BoundLogger = structlog.stdlib.get_logger(name).bind(**context)
-    return logger
+def get_logger(name: str, **context: Any) -> Any:
+    """A lazy logger: safe at import time, configured by the first call after configure_logging."""
+    return structlog.stdlib.get_logger(name, **context)

@@ -17,10 +17,11 @@ from tests.harness import Cluster
 
 async def test_one_active_one_standby_then_sigkill_takeover_loses_nothing(cluster: Cluster) -> None:
     await cluster.start_broker()
-    producer = await cluster.start_producer(PUBLISH_INTERVAL_SECONDS=FAST)
+    # Consumers first: a new subscription starts at the end of the stream, as in Pulsar.
     c1 = await cluster.start_consumer("consumer-1")
     c2 = await cluster.start_consumer("consumer-2")
     active, standby = await active_and_standby(c1, c2)
+    producer = await cluster.start_producer(PUBLISH_INTERVAL_SECONDS=FAST)
 
     warning = await standby.wait_for(is_busy_warning)
     assert warning["event"] == (
@@ -55,10 +56,11 @@ async def test_sigterm_of_the_active_consumer_exits_cleanly_and_the_standby_take
     cluster: Cluster,
 ) -> None:
     await cluster.start_broker()
-    producer = await cluster.start_producer(PUBLISH_INTERVAL_SECONDS=FAST)
+    # Consumers first: a new subscription starts at the end of the stream, as in Pulsar.
     c1 = await cluster.start_consumer("consumer-1")
     c2 = await cluster.start_consumer("consumer-2")
     active, standby = await active_and_standby(c1, c2)
+    producer = await cluster.start_producer(PUBLISH_INTERVAL_SECONDS=FAST)
     await active.wait_for(lambda line: line.get("event") == "received")
 
     active.signal(signal.SIGTERM)

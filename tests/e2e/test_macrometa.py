@@ -27,10 +27,10 @@ async def test_exclusive_story_with_api_key_otp_and_c8_naming(cluster: Cluster) 
         "C8_FABRIC": "_system",
         "STREAM_GLOBAL": "true",
     }
-    producer = await cluster.start_producer(PUBLISH_INTERVAL_SECONDS=FAST, **env)
     c1 = await cluster.start_consumer("consumer-1", **env)
     c2 = await cluster.start_consumer("consumer-2", **env)
     active, standby = await active_and_standby(c1, c2)
+    producer = await cluster.start_producer(PUBLISH_INTERVAL_SECONDS=FAST, **env)
     await standby.wait_for(is_busy_warning)
     await active.wait_for(lambda line: line.get("event") == "received")
 

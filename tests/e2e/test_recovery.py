@@ -10,8 +10,9 @@ from tests.harness import Cluster
 
 async def test_broker_kill_and_restart_loses_nothing(cluster: Cluster) -> None:
     broker = await cluster.start_broker()
-    producer = await cluster.start_producer(PUBLISH_INTERVAL_SECONDS=FAST, RECONNECT_MAX_SECONDS="0.5")
     consumer = await cluster.start_consumer("consumer-1", RECONNECT_MAX_SECONDS="0.5")
+    await consumer.wait_for(lambda line: line.get("event") == "subscribed")
+    producer = await cluster.start_producer(PUBLISH_INTERVAL_SECONDS=FAST, RECONNECT_MAX_SECONDS="0.5")
     await consumer.wait_for(lambda line: line.get("event") == "received")
 
     broker.signal(signal.SIGKILL)
