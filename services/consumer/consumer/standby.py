@@ -52,6 +52,8 @@ class StandbyLoop:
         elif self.status.role == "active":
             self._set_role("connecting")
             self.status.connected = False
+            if self.status.stopping:
+                return
             log.warning(
                 "lost the subscription's connection; reconnecting",
                 subscription=self.settings.subscription_name,
