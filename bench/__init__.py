@@ -1,0 +1,1 @@
+"""Benchmarks (`make bench`) and the chaos suite (`make chaos`)."""
