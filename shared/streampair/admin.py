@@ -33,7 +33,8 @@ class StreamAdmin:
             url = self.address.admin_topic_url()
             method = "PUT"
         try:
-            await self.connector.request_json(method, url, ok=(200, 201, 204))
+            # Pulsar answers 415 to a PUT without a JSON content type, even with no body.
+            await self.connector.request_json(method, url, ok=(200, 201, 204), json_body={})
         except HandshakeError as error:
             if error.status == 409 or "already exists" in str(error).lower():
                 log.debug("stream exists", stream=self.address.full_topic)

@@ -14,9 +14,9 @@ async def test_health_is_ok(client: Client) -> None:
 
 
 async def test_create_list_and_conflict(client: Client) -> None:
-    async with client.session.put(client.base + ADMIN + "/made") as r:
+    async with client.session.put(client.base + ADMIN + "/made", json={}) as r:
         assert r.status == 204
-    async with client.session.put(client.base + ADMIN + "/made") as r:
+    async with client.session.put(client.base + ADMIN + "/made", json={}) as r:
         assert r.status == 409
         assert "reason" in await r.json()
     async with client.session.get(client.base + ADMIN) as r:

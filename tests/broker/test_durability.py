@@ -138,7 +138,7 @@ async def test_names_deleted_and_reused_survive_a_restart(tmp_path: Path) -> Non
             async with session.delete(base + admin, params={"force": "true"}) as r:
                 assert r.status == 204
             await again.receive(timeout=5)
-            async with session.put(base + admin) as r:  # same topic name, new topic
+            async with session.put(base + admin, json={}) as r:  # same topic name, new topic
                 assert r.status == 204
             consumer = await client.consumer()
             producer = await client.producer()

@@ -27,8 +27,10 @@ def topic_stats(topic: Topic) -> dict[str, Any]:
     """A Pulsar `TopicStats`-shaped summary (counts, no rates)."""
     subs: dict[str, Any] = {}
     for sub in topic.subscriptions.values():
+        single_active = sub.type in ("Exclusive", "Failover")
         subs[sub.name] = {
             "type": sub.type,
+            **({"activeConsumerName": sub.active.name} if single_active and sub.active is not None else {}),
             "msgBacklog": sub.backlog(),
             "unackedMessages": len(sub.pending),
             "msgOutCounter": sub.msg_out,
@@ -41,7 +43,7 @@ def topic_stats(topic: Topic) -> dict[str, Any]:
                     "unackedMessages": len(c.unacked),
                     "address": c.address,
                     "connectedSince": c.connected_ms,
-                    "isActive": sub.active is c if sub.type in ("Exclusive", "Failover") else True,
+                    "isActive": sub.active is c if single_active else True,
                 }
                 for c in sub.consumers
             ],
@@ -104,6 +106,8 @@ async def topic_endpoint(request: web.Request, params: dict[str, str]) -> web.St
     name = _full(params)
     topic = broker.topic(name)
     if request.method == "PUT":
+        if request.content_type != "application/json":  # Pulsar's JAX-RS endpoint says the same
+            return _reason(415, "Unsupported Media Type: use Content-Type: application/json")
         if topic is not None:
             return _reason(409, "This topic already exists")
         broker.create_topic(name)

@@ -150,7 +150,7 @@ class Subscription:
         self.consumers.remove(consumer)
         for seq in sorted(consumer.unacked):
             if self.pending.pop(seq, None) is not None:
-                self._requeue(seq)
+                self._requeue(seq, counted=False)
         consumer.unacked.clear()
         self._order()
         self.topic.broker.schedule_dispatch(self)
@@ -220,6 +220,7 @@ class Subscription:
                     continue
                 entry = self._next_entry()
                 if entry is None:
+                    self._rr -= 1  # this consumer got nothing: it is first in line next time
                     break
                 self._send(consumer, entry)
                 idle = 0
@@ -303,10 +304,15 @@ class Subscription:
         self.topic.broker.schedule_dispatch(self)
         return True
 
-    def _requeue(self, seq: int) -> None:
+    def _requeue(self, seq: int, counted: bool = True) -> None:
+        """Deliver `seq` again. Like Pulsar 4.0, only Shared and Key_Shared count redeliveries
+        (negative acks and ack timeouts); a departed consumer's messages come back uncounted."""
         if seq <= self.mark_delete or seq in self.acked:
             return
-        self.redeliveries[seq] = self.redeliveries.get(seq, 0) + 1
+        if not counted:
+            self.redeliveries.pop(seq, None)
+        elif self.type in ("Shared", "Key_Shared"):
+            self.redeliveries[seq] = self.redeliveries.get(seq, 0) + 1
         if seq not in self.replay_set:
             self.replay_set.add(seq)
             heapq.heappush(self.replay, seq)

@@ -1,0 +1,193 @@
+"""One conformance suite, two brokers: every test runs against the `embedded` broker and a
+real Apache Pulsar (`pulsar`, marked `pulsar`: `make test-pulsar`), with the same assertions.
+
+The embedded broker starts in-process per test on an ephemeral port with a fresh data dir.
+Pulsar is `PULSAR_URL` or a standalone started once per session (tests/pulsar_target.py).
+Every test uses its own topic and subscription names, so tests never see each other's
+messages on the shared Pulsar. Where the two disagreed, the embedded broker was changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiohttp
+import pytest
+from broker.testing import running_broker
+from streampair.config import StreamSettings
+from streampair.connection import Connector
+
+from tests.pulsar_target import pulsar_service
+
+T = TypeVar("T")
+Frame = dict[str, Any]
+WS = aiohttp.ClientWebSocketResponse
+
+TARGETS = [
+    pytest.param("embedded", id="embedded"),
+    pytest.param("pulsar", id="pulsar", marks=pytest.mark.pulsar),
+]
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def unb64(text: str) -> str:
+    return base64.b64decode(text).decode()
+
+
+@dataclass
+class Target:
+    """One broker under test and a client session to it."""
+
+    name: str  # "embedded" | "pulsar"
+    http: str  # http://127.0.0.1:PORT: admin REST and (as ws://) the WebSocket API
+    session: aiohttp.ClientSession
+
+    @property
+    def ws(self) -> str:
+        return "ws" + self.http.removeprefix("http")
+
+    # -- names and URLs ----------------------------------------------------------------------
+
+    def path(self, role: str, topic: str, subscription: str | None = None) -> str:
+        path = f"/ws/v2/{role}/persistent/public/default/{topic}"
+        return path + f"/{subscription}" if subscription is not None else path
+
+    def ws_url(self, role: str, topic: str, subscription: str | None = None) -> str:
+        return self.ws + self.path(role, topic, subscription)
+
+    def admin_url(self, topic: str) -> str:
+        return f"{self.http}/admin/v2/persistent/public/default/{topic}"
+
+    # -- the library -------------------------------------------------------------------------
+
+    def settings(self, topic: str, **extra: Any) -> StreamSettings:
+        return StreamSettings(stream_backend="pulsar", stream_url=self.ws, stream_name=topic, **extra)
+
+    def connector(self, topic: str) -> Connector:
+        """A Connector on its own session (closed by the Connector's owner, see `connectors`)."""
+        return Connector(self.settings(topic))
+
+    # -- raw WebSockets ----------------------------------------------------------------------
+
+    async def producer(self, topic: str, **params: str) -> WS:
+        return await self.session.ws_connect(self.ws_url("producer", topic), params=params or None)
+
+    async def consumer(self, topic: str, sub: str, **params: str) -> WS:
+        return await self.session.ws_connect(self.ws_url("consumer", topic, sub), params=params or None)
+
+    async def reader(self, topic: str, **params: str) -> WS:
+        return await self.session.ws_connect(self.ws_url("reader", topic), params=params or None)
+
+    async def stats(self, topic: str) -> Frame:
+        async with self.session.get(self.admin_url(topic) + "/stats") as response:
+            assert response.status == 200, (response.status, await response.text())
+            body: Frame = await response.json(content_type=None)
+            return body
+
+
+@pytest.fixture(scope="session")
+def pulsar_url() -> Iterator[str]:
+    """A real Pulsar for the whole session; started (and stopped) only if a pulsar test runs."""
+    with pulsar_service() as url:
+        yield url
+
+
+@pytest.fixture(params=TARGETS)
+async def target(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Target]:
+    if request.param == "pulsar":
+        url = request.getfixturevalue("pulsar_url")
+        async with aiohttp.ClientSession() as session:
+            yield Target("pulsar", url, session)
+        return
+    async with running_broker(tmp_path / "broker") as url, aiohttp.ClientSession() as session:
+        yield Target("embedded", url, session)
+
+
+@pytest.fixture
+async def connectors() -> AsyncIterator[list[Connector]]:
+    """Connectors made by a test, closed after it (append them)."""
+    made: list[Connector] = []
+    yield made
+    for connector in made:
+        await connector.close()
+
+
+# -- frames ------------------------------------------------------------------------------------
+
+
+async def send(ws: WS, frame: Frame) -> None:
+    await ws.send_str(json.dumps(frame))
+
+
+async def recv(ws: WS, timeout: float = 10.0) -> Frame:
+    """The next text frame as JSON (the timeout only guards against a hang)."""
+    msg = await ws.receive(timeout=timeout)
+    assert msg.type == aiohttp.WSMsgType.TEXT, msg
+    frame: Frame = json.loads(msg.data)
+    return frame
+
+
+async def recv_n(ws: WS, count: int, timeout: float = 10.0) -> list[Frame]:
+    return [await recv(ws, timeout) for _ in range(count)]
+
+
+async def nothing_within(ws: WS, seconds: float) -> None:
+    """Assert that no frame arrives for `seconds`: an absence has no event to await."""
+    try:
+        msg = await ws.receive(timeout=seconds)
+    except TimeoutError:
+        return
+    raise AssertionError(f"expected no frame, got {msg.type}: {str(msg.data)[:300]}")
+
+
+async def publish(ws: WS, texts: list[str], key: Callable[[str], str | None] | None = None) -> list[str]:
+    """Publish `texts` (context = text), one at a time; returns their message ids."""
+    ids = []
+    for text in texts:
+        frame: Frame = {"payload": b64(text), "context": text}
+        if key is not None and (k := key(text)) is not None:
+            frame["key"] = k
+        await send(ws, frame)
+        answer = await recv(ws)
+        assert answer["result"] == "ok" and answer["context"] == text, answer
+        ids.append(answer["messageId"])
+    return ids
+
+
+async def ack(ws: WS, frame: Frame) -> None:
+    await send(ws, {"messageId": frame["messageId"]})
+
+
+async def nack(ws: WS, frame: Frame) -> None:
+    await send(ws, {"type": "negativeAcknowledge", "messageId": frame["messageId"]})
+
+
+def texts_of(frames: list[Frame]) -> list[str]:
+    return [unb64(f["payload"]) for f in frames]
+
+
+async def eventually(probe: Callable[[], Awaitable[T]], ok: Callable[[T], bool], timeout: float = 10.0) -> T:
+    """Poll `probe` until `ok(value)`: for broker state that has no event (admin stats)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await probe()
+        if ok(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not reached within {timeout}s; last value: {value!r}")
+        await asyncio.sleep(0.05)

@@ -1,0 +1,149 @@
+"""Who gets what: Failover (one active, the other takes over), Shared (split, nothing lost)
+and Key_Shared (one key, one consumer)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+
+from tests.conformance.conftest import (
+    WS,
+    Frame,
+    Target,
+    ack,
+    eventually,
+    nothing_within,
+    publish,
+    recv,
+    texts_of,
+    unique,
+)
+
+#: How long a consumer that must get nothing is watched. An absence has no event to await;
+#: by then the active consumer has received and acknowledged everything, so a misrouted
+#: message would already be on its way. Short, to keep the suite fast.
+QUIET_SECONDS = 0.5
+
+
+async def _collect(consumers: dict[str, WS], expected: int, timeout: float = 15.0) -> dict[str, list[Frame]]:
+    """Read every consumer concurrently (acking each message) until `expected` arrived in all."""
+    got: dict[str, list[Frame]] = defaultdict(list)
+    done = asyncio.Event()
+
+    async def pump(name: str, ws: WS) -> None:
+        while True:
+            frame = await recv(ws, timeout=timeout)
+            got[name].append(frame)
+            await ack(ws, frame)
+            if sum(len(v) for v in got.values()) >= expected:
+                done.set()
+
+    tasks = [asyncio.create_task(pump(name, ws)) for name, ws in consumers.items()]
+    try:
+        waiter = asyncio.create_task(done.wait())
+        finished, _ = await asyncio.wait(
+            [waiter, *tasks], timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+        )
+        for task in finished:
+            if task is not waiter:
+                task.result()  # a pump failed: raise its error
+        assert done.is_set(), f"only {sum(len(v) for v in got.values())} of {expected} arrived: {dict(got)}"
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        waiter.cancel()
+    return got
+
+
+async def test_failover_one_consumer_receives_and_the_other_takes_over_when_it_leaves(target: Target) -> None:
+    topic, sub = unique("fo"), unique("sub")
+    consumers = {
+        name: await target.consumer(topic, sub, subscriptionType="Failover", consumerName=name)
+        for name in ("a", "b")
+    }
+    stats = await target.stats(topic)
+    assert stats["subscriptions"][sub]["type"] == "Failover"
+    assert sorted(c["consumerName"] for c in stats["subscriptions"][sub]["consumers"]) == ["a", "b"]
+
+    producer = await target.producer(topic)
+    first_batch = [f"f{i}" for i in range(10)]
+    await publish(producer, first_batch)
+    got = await _collect(consumers, len(first_batch))
+    assert len(got) == 1, f"both consumers received: { ({k: texts_of(v) for k, v in got.items()}) }"
+    (active_name,) = got
+    standby_name = "b" if active_name == "a" else "a"
+    assert texts_of(got[active_name]) == first_batch  # all of them, in order
+    await nothing_within(consumers[standby_name], QUIET_SECONDS)
+    await eventually(lambda: target.stats(topic), lambda s: s["subscriptions"][sub]["msgBacklog"] == 0)
+
+    await consumers[active_name].close()
+    second_batch = [f"f{i}" for i in range(10, 13)]
+    await publish(producer, second_batch)
+    standby = consumers[standby_name]
+    taken_over = [await recv(standby) for _ in second_batch]
+    assert texts_of(taken_over) == second_batch
+    await standby.close()
+    await producer.close()
+
+
+async def _shared(target: Target, count: int) -> tuple[list[str], dict[str, list[Frame]], str, str]:
+    topic, sub = unique("sh"), unique("sub")
+    consumers = {
+        name: await target.consumer(topic, sub, subscriptionType="Shared", consumerName=name)
+        for name in ("a", "b")
+    }
+    producer = await target.producer(topic)
+    texts = [f"s{i}" for i in range(count)]
+    await publish(producer, texts)
+    got = await _collect(consumers, len(texts))
+    for ws in consumers.values():
+        await nothing_within(ws, 0.1)  # nothing beyond the expected count (no duplicates)
+        await ws.close()
+    await producer.close()
+    return texts, got, topic, sub
+
+
+async def test_shared_consumers_together_get_every_message_once(target: Target) -> None:
+    texts, got, topic, sub = await _shared(target, 20)
+    received = [t for frames in got.values() for t in texts_of(frames)]
+    assert sorted(received) == sorted(texts)  # the union is everything, and nothing twice
+    for frames in got.values():  # each consumer sees its share in publish order
+        mine = texts_of(frames)
+        assert mine == sorted(mine, key=texts.index)
+    assert (await target.stats(topic))["subscriptions"][sub]["type"] == "Shared"
+
+
+async def test_shared_round_robin_gives_both_consumers_a_share(target: Target) -> None:
+    _, got, _, _ = await _shared(target, 20)
+    shares = {name: len(frames) for name, frames in got.items()}
+    assert set(shares) == {"a", "b"}, f"one consumer got everything: {shares}"
+
+
+async def test_key_shared_sends_each_key_to_one_consumer(target: Target) -> None:
+    topic, sub = unique("ks"), unique("sub")
+    consumers = {
+        name: await target.consumer(topic, sub, subscriptionType="Key_Shared", consumerName=name)
+        for name in ("a", "b")
+    }
+    producer = await target.producer(topic)
+    keys = [f"key-{k}" for k in range(16)]
+    texts = [f"{key}/{n}" for n in range(3) for key in keys]
+    await publish(producer, texts, key=lambda text: text.split("/")[0])
+    got = await _collect(consumers, len(texts))
+    owner: dict[str, set[str]] = defaultdict(set)
+    for name, frames in got.items():
+        for frame in frames:
+            assert frame["key"] == texts_of([frame])[0].split("/")[0]
+            owner[frame["key"]].add(name)
+    assert all(len(names) == 1 for names in owner.values()), dict(owner)
+    assert set(owner) == set(keys)
+    assert set(got) == {"a", "b"}, "16 keys all hashed to one consumer"
+    received = [t for frames in got.values() for t in texts_of(frames)]
+    assert sorted(received) == sorted(texts)
+    for frames in got.values():  # per key, publish order
+        mine = texts_of(frames)
+        assert mine == sorted(mine, key=texts.index)
+    for ws in consumers.values():
+        await ws.close()
+    await producer.close()
