@@ -66,7 +66,8 @@ def bool_param(query: Mapping[str, str], name: str, default: bool) -> bool:
 
 def refuse(state: BrokerState, role: str, status: int, text: str) -> web.Response:
     state.broker.stats.rejected(role, status)
-    log.info("handshake_refused", role=role, status=status, reason=text)
+    # A standby retries every second: its 409s are counted in metrics, not logged each time.
+    (log.debug if status == 409 else log.info)("handshake_refused", role=role, status=status, reason=text)
     return web.Response(status=status, text=text)
 
 
@@ -78,7 +79,11 @@ def topic_name(params: Mapping[str, str]) -> str | None:
 
 
 def new_socket(state: BrokerState) -> web.WebSocketResponse:
-    return web.WebSocketResponse(max_msg_size=state.settings.broker_max_frame_bytes, autoping=True)
+    return web.WebSocketResponse(
+        max_msg_size=state.settings.broker_max_frame_bytes,
+        autoping=True,
+        heartbeat=state.settings.broker_heartbeat_seconds,
+    )
 
 
 async def handle(request: web.Request, params: dict[str, str]) -> web.StreamResponse:
