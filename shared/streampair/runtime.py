@@ -134,7 +134,6 @@ class ServiceRuntime:
         self.worker = worker
         self.status = ServiceStatus(service=service, settings=settings)
         self.app = web.Application(middlewares=[json_errors], client_max_size=max_body_bytes)
-        self.app["runtime"] = self
         self.app.add_routes(
             [
                 web.get("/livez", self.livez),

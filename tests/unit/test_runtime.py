@@ -21,9 +21,7 @@ async def idle(ctx: ServiceContext) -> None:
 
 async def test_endpoints_report_state() -> None:
     settings = StreamSettings(c8_api_key="acme.k.s3cr3t")  # type: ignore[arg-type]
-    rt = ServiceRuntime(
-        "consumer", settings, idle, routes=[web.post("/echo", lambda r: web.json_response({}))]
-    )
+    rt = ServiceRuntime("consumer", settings, idle)
     async with serve_app(rt.app) as base, aiohttp.ClientSession() as s:
         async with s.get(base + "/livez") as r:
             assert r.status == 200

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -18,6 +19,16 @@ from producer.publisher import Publisher
 from producer.settings import ProducerSettings
 
 log = get_logger("producer")
+
+
+@dataclass
+class ProducerSlot:
+    """Where the worker puts its Producer for the HTTP handlers (the app is frozen by then)."""
+
+    producer: Producer | None = None
+
+
+PRODUCER = web.AppKey("producer", ProducerSlot)
 
 MAX_PROPERTIES = 64
 
@@ -52,7 +63,7 @@ async def work(ctx: ServiceContext) -> None:
     publisher = Publisher(
         producer, settings.producer_id, settings.publish_interval_seconds, settings.max_in_flight
     )
-    ctx.app["producer"] = producer
+    ctx.app[PRODUCER].producer = producer
     ctx.status.role = "producer"
     ctx.status.extra["producer_id"] = settings.producer_id
 
@@ -92,7 +103,7 @@ async def _watch(producer: Producer, ctx: ServiceContext) -> None:
 
 async def post_message(request: web.Request) -> web.Response:
     """Publish a caller's message: {"payload": "...", "properties": {...}, "key": "..."}."""
-    producer: Producer | None = request.app.get("producer")
+    producer = request.app[PRODUCER].producer
     try:
         body = await request.json()
     except json.JSONDecodeError:
@@ -139,10 +150,12 @@ def _error(message: str) -> str:
 
 
 def build_runtime(settings: ProducerSettings) -> ServiceRuntime:
-    return ServiceRuntime(
+    runtime = ServiceRuntime(
         "producer",
         settings,
         work,
         routes=[web.post("/messages", post_message)],
         max_body_bytes=settings.max_body_bytes,
     )
+    runtime.app[PRODUCER] = ProducerSlot()
+    return runtime
