@@ -11,6 +11,7 @@ import sys
 from typing import Any
 
 import structlog
+from structlog.tracebacks import ExceptionDictTransformer
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
@@ -54,11 +55,17 @@ def configure_logging(service: str, level: str = "info", fmt: str | None = None)
     else:
         renderer = structlog.processors.JSONRenderer()
     shared = shared_processors(service)
+    # Tracebacks without local variables: a frame's locals can hold a header with the API key.
+    exceptions: Processor = (
+        structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False))
+        if fmt == "json"
+        else structlog.processors.format_exc_info
+    )
     structlog.configure(
         processors=[
             *shared,
             structlog.processors.StackInfoRenderer(),
-            structlog.processors.dict_tracebacks if fmt == "json" else structlog.processors.format_exc_info,
+            exceptions,
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],
         logger_factory=structlog.stdlib.LoggerFactory(),
@@ -66,7 +73,7 @@ def configure_logging(service: str, level: str = "info", fmt: str | None = None)
         cache_logger_on_first_use=True,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=shared,
+        foreign_pre_chain=[*shared, exceptions],  # stdlib records (aiohttp, asyncio) too
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
     )
     handler = logging.StreamHandler(sys.stdout)

@@ -6,7 +6,7 @@ default registry; labels are few and bounded (never a message id, key or URL).
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Enum, Gauge, Histogram, Info
+from prometheus_client import Counter, Gauge, Histogram, Info
 
 from streampair import __version__
 
@@ -40,11 +40,6 @@ CONSUMER_ACTIVE = Gauge(
     "streampair_consumer_active",
     "1 while this process holds the subscription and receives",
     ["subscription", "subscription_type"],
-)
-CONSUMER_ROLE = Enum(
-    "streampair_consumer_role",
-    "Role of this consumer process",
-    states=["connecting", "active", "standby"],
 )
 END_TO_END_LATENCY = Histogram(
     "streampair_end_to_end_latency_seconds",

@@ -26,6 +26,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from streampair import __version__, metrics
 from streampair.config import StreamSettings
+from streampair.errors import StreamError
 from streampair.logs import configure_logging, get_logger
 from streampair.naming import StreamAddress
 
@@ -208,17 +209,25 @@ class ServiceRuntime:
         stopping.set()
         if not worker.done():
             log.info("stopping", grace_seconds=self.settings.shutdown_timeout_seconds)
-            try:
-                await asyncio.wait_for(asyncio.shield(worker), self.settings.shutdown_timeout_seconds)
-            except TimeoutError:
+            # The worker's own outcome is read below; here we only bound the wait.
+            await asyncio.wait({worker}, timeout=self.settings.shutdown_timeout_seconds)
+            if not worker.done():
                 log.warning("worker did not stop in time; cancelling")
                 worker.cancel()
                 await asyncio.gather(worker, return_exceptions=True)
         failure = worker.exception() if worker.done() and not worker.cancelled() else None
         if isinstance(failure, ServiceExit):
             code = failure.code
+        elif isinstance(failure, StreamError):
+            # Expected failures (a wrong API key, an untrusted certificate): one clear line.
+            log.error(
+                "stopped by an error retrying cannot fix",
+                error=str(failure),
+                error_type=type(failure).__name__,
+            )
+            code = 1
         elif failure is not None:
-            log.error("worker failed", error=str(failure), error_type=type(failure).__name__)
+            log.error("worker failed", error_type=type(failure).__name__, exc_info=failure)
             code = 1
         ticker.cancel()
         stop_wait.cancel()

@@ -27,3 +27,31 @@ async def test_broker_kill_and_restart_loses_nothing(cluster: Cluster) -> None:
     got = await all_received(published, consumer)
     assert set(got) >= published
     assert producer.proc is not None and producer.proc.returncode == 0
+
+
+async def test_without_a_broker_the_consumer_is_not_ready_then_subscribes_when_it_comes(
+    cluster: Cluster,
+) -> None:
+    consumer = await cluster.start_consumer("consumer-1", RECONNECT_MAX_SECONDS="0.3")
+    body = await consumer.wait_http("/readyz", lambda status, _: status == 503)
+    assert body["role"] == "connecting" and "cannot reach" in body["reason"]
+    await cluster.start_broker()
+    await consumer.wait_for(lambda line: line.get("event") == "subscribed", timeout=20)
+    assert (await consumer.get_json("/readyz"))[0] == 200
+
+
+async def test_sigterm_while_the_broker_is_down_exits_cleanly(cluster: Cluster) -> None:
+    await cluster.start_broker()
+    c1 = await cluster.start_consumer("consumer-1")
+    await c1.wait_for(lambda line: line.get("event") == "subscribed")
+    c2 = await cluster.start_consumer("consumer-2")
+    await c2.wait_for(lambda line: str(line.get("event", "")).startswith("subscription busy"))
+    assert cluster.broker is not None
+    cluster.broker.signal(signal.SIGKILL)
+    await cluster.broker.wait_exit(10)
+    await c2.wait_http("/readyz", lambda status, _: status == 503)  # a standby that cannot reach the broker
+    for consumer in (c1, c2):
+        consumer.signal(signal.SIGTERM)
+    for consumer in (c1, c2):
+        assert await consumer.wait_exit(10) == 0, consumer.stderr.decode()[-2000:]
+        assert "Traceback" not in consumer.stderr.decode()

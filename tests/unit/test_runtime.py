@@ -90,3 +90,22 @@ async def test_a_crashing_worker_exits_1_and_service_exit_keeps_its_code() -> No
     for worker, code in ((crash, 1), (busy, 3)):
         rt = ServiceRuntime("consumer", StreamSettings(http_host="127.0.0.1", http_port=free_port()), worker)
         assert await asyncio.wait_for(rt.serve(), 10) == code
+
+
+async def test_a_worker_that_fails_while_stopping_exits_1_without_escaping() -> None:
+    from streampair.errors import Unauthorized
+
+    async def fails_on_stop(ctx: ServiceContext) -> None:
+        await ctx.stopping.wait()
+        raise Unauthorized(401, "wrong key")
+
+    async def exits_3_on_stop(ctx: ServiceContext) -> None:
+        await ctx.stopping.wait()
+        raise ServiceExit(3)
+
+    for worker, code in ((fails_on_stop, 1), (exits_3_on_stop, 3)):
+        rt = ServiceRuntime("producer", StreamSettings(http_host="127.0.0.1", http_port=free_port()), worker)
+        task = asyncio.create_task(rt.serve())
+        await asyncio.wait_for(rt.listening.wait(), 10)
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert await asyncio.wait_for(task, 10) == code

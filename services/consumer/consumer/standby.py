@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import time
 
+from prometheus_client import Enum
 from streampair import metrics
 from streampair.backoff import Backoff, jittered
 from streampair.consumer import Consumer
@@ -25,6 +26,11 @@ from consumer.handler import MessageHandler
 from consumer.settings import ConsumerSettings
 
 log = get_logger("consumer.standby")
+
+#: Defined here, not in the library: a producer has no consumer role to export.
+CONSUMER_ROLE = Enum(
+    "streampair_consumer_role", "Role of this consumer process", states=["connecting", "active", "standby"]
+)
 
 #: Exit status for ON_BUSY=exit, so scripts can tell "refused" from "crashed" (1) and "misconfigured" (2).
 EXIT_BUSY = 3
@@ -61,7 +67,7 @@ class StandbyLoop:
 
     def _set_role(self, role: str) -> None:
         self.status.role = role
-        metrics.CONSUMER_ROLE.state(role)
+        CONSUMER_ROLE.state(role)
         self._labels.set(1 if role == "active" else 0)
 
     async def run(self, stopping: asyncio.Event) -> None:
@@ -81,32 +87,34 @@ class StandbyLoop:
 
     async def _loop(self, stopping: asyncio.Event) -> None:
         busy_said = False
-        not_found = Backoff(base=0.5, cap=self.settings.reconnect_max_seconds)
+        # One attempt per round, so that /status and /readyz tell a reachable broker (active,
+        # or standby after a 409) from an unreachable one (connecting, not ready).
+        retry = Backoff(base=0.1, cap=self.settings.reconnect_max_seconds)
         while not stopping.is_set():
-            self.status.connected = self.status.role == "standby"
             try:
-                await self.consumer.connect_with_retry()
+                if not self.consumer.connected:
+                    await self.consumer.connect()
+                retry.reset()
+                busy_said = False
+                # Iteration reconnects by itself after a network failure; a 409 on such a
+                # reconnect (someone took the subscription meanwhile) comes out here.
+                await self._consume(stopping)
             except SubscriptionBusy as error:
                 self._on_busy(error, first=not busy_said)
                 busy_said = True
                 await _sleep_unless(stopping, jittered(self.settings.standby_retry_seconds))
-                continue
-            except StreamNotFound as error:
-                # The producer creates the stream; a consumer that starts first waits for it.
+            except StreamError as error:
+                if stopping.is_set():
+                    break  # a failure while shutting down is part of shutting down
+                # StreamNotFound: the producer creates the stream; a consumer that starts first waits.
+                if not (error.retryable or isinstance(error, StreamNotFound)):
+                    raise
+                self._set_role("connecting")
+                self.status.connected = False
                 self.status.last_error = str(error)
-                log.warning("stream does not exist yet; waiting", stream=self.settings.stream_name)
-                await _sleep_unless(stopping, not_found.next_delay())
-                continue
-            if stopping.is_set():
-                break
-            busy_said = False
-            try:
-                await self._consume(stopping)
-            except SubscriptionBusy as error:
-                # Lost the connection and someone else took the subscription meanwhile.
-                self._on_busy(error, first=True)
-                busy_said = True
-                continue
+                delay = retry.next_delay()
+                log.warning("cannot subscribe yet; retrying", error=str(error), retry_in=round(delay, 3))
+                await _sleep_unless(stopping, delay)
 
     def _on_busy(self, error: StreamError, first: bool) -> None:
         self.rejections += 1
