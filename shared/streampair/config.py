@@ -7,9 +7,13 @@ no traceback and never the value of a secret (`load_settings`).
 
 from __future__ import annotations
 
+import ipaddress
+import re
+import ssl
 import sys
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -58,7 +62,38 @@ class StreamSettings(BaseSettings):
     def _url_scheme(cls, value: str) -> str:
         if not value.startswith(("ws://", "wss://", "http://", "https://")):
             raise ValueError("must start with ws://, wss://, http:// or https://")
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018  (raises ValueError for a port out of range or not a number)
+        except ValueError:
+            raise ValueError("has an invalid port") from None
+        if not parts.hostname or not _is_host(parts.hostname):
+            raise ValueError("must name a host, as in ws://localhost:8080")
         return value.rstrip("/")
+
+    @field_validator("http_host")
+    @classmethod
+    def _bind_host(cls, value: str) -> str:
+        value = value.strip()
+        if not _is_host(value):
+            raise ValueError("must be an IP address or a host name")
+        return value
+
+    @field_validator("c8_api_key", "stream_auth_token", mode="before")
+    @classmethod
+    def _secret_shape(cls, value: object) -> object:
+        # Surrounding whitespace (a trailing newline from a secret file) is dropped; empty means
+        # unset; anything else with spaces or control characters would corrupt a header.
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if not isinstance(value, str):
+            return value
+        value = value.strip()
+        if not value:
+            return None
+        if any(c.isspace() or not c.isprintable() for c in value):
+            raise ValueError("must not contain spaces or control characters")
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -70,6 +105,11 @@ class StreamSettings(BaseSettings):
     def _bundle_exists(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_file():
             raise ValueError("must be the path of a readable PEM file")
+        if value is not None:
+            try:
+                ssl.create_default_context(cafile=str(value))
+            except (ssl.SSLError, OSError, ValueError):
+                raise ValueError("must be a PEM file of CA certificates") from None
         return value
 
     def describe(self) -> dict[str, object]:
@@ -86,6 +126,19 @@ class StreamSettings(BaseSettings):
 
 
 S = TypeVar("S", bound=BaseSettings)
+
+_LABEL = r"[A-Za-z0-9_]([A-Za-z0-9_\-]{0,61}[A-Za-z0-9_])?"  # "_": compose service names
+_HOSTNAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*\.?")
+
+
+def _is_host(value: str) -> bool:
+    """An IP address (v4 or v6) or a DNS host name; not an all-numeric name that is no address."""
+    try:
+        ipaddress.ip_address(value.strip("[]"))
+        return True
+    except ValueError:
+        pass
+    return _HOSTNAME.fullmatch(value) is not None and not re.fullmatch(r"[0-9.]+", value)
 
 
 def format_validation_error(cls: type[BaseSettings], error: ValidationError) -> str:

@@ -178,6 +178,15 @@ class Connector:
             log.debug("connection attempt failed", kind=kind, url=url, result=result, error=str(error))
 
 
+def note_error_frame(kind: str, data: object) -> None:
+    """Count and log a frame aiohttp refused (over the size limit, bad opcode); the connection closes."""
+    too_big = getattr(data, "code", None) == aiohttp.WSCloseCode.MESSAGE_TOO_BIG
+    label = "too_large" if too_big else "protocol_error"
+    metrics.MALFORMED_FRAMES.labels(kind=label).inc()
+    detail = _describe(data) if isinstance(data, BaseException) else str(data)[:200]
+    log.warning("malformed frame from broker; reconnecting", kind=label, endpoint=kind, detail=detail)
+
+
 def _redact(url: str) -> str:
     """A URL for logs and errors: query strings may carry a token or an OTP."""
     return url.split("?", 1)[0]

@@ -22,12 +22,14 @@ import aiohttp
 from streampair import metrics
 from streampair.backoff import Backoff
 from streampair.config import SubscriptionType
-from streampair.connection import Connector, close_quietly
+from streampair.connection import Connector, close_quietly, note_error_frame
 from streampair.errors import ConnectionLost, StreamError
 from streampair.logs import get_logger
 from streampair.naming import EndpointKind
 
 log = get_logger("streampair.consumer")
+
+_quote = json.encoder.encode_basestring_ascii
 
 #: Pulsar caps receiverQueueSize at 1000 for WebSocket consumers.
 MAX_RECEIVER_QUEUE = 1000
@@ -57,6 +59,25 @@ class MalformedFrame(ValueError):
         self.kind = kind
 
 
+_publish_times: dict[str, datetime | None] = {}
+
+
+def _publish_time(text: str) -> datetime | None:
+    """Parsed publish time, memoised: messages published in the same millisecond share it."""
+    try:
+        return _publish_times[text]
+    except KeyError:
+        pass
+    try:
+        value: datetime | None = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        value = None
+    if len(_publish_times) >= 1024:
+        _publish_times.clear()
+    _publish_times[text] = value
+    return value
+
+
 def parse_message(raw: str | bytes, connection: int) -> Message:
     try:
         frame = json.loads(raw)
@@ -74,19 +95,19 @@ def parse_message(raw: str | bytes, connection: int) -> Message:
     properties = frame.get("properties") or {}
     if not isinstance(properties, dict):
         raise MalformedFrame("bad_properties", "properties is not an object")
-    publish_time = None
-    if isinstance(frame.get("publishTime"), str):
-        try:
-            publish_time = datetime.fromisoformat(frame["publishTime"].replace("Z", "+00:00"))
-        except ValueError:
-            publish_time = None
+    for value in properties.values():
+        if type(value) is not str:  # JSON keys are always strings; values almost always are
+            properties = {str(k): str(v) for k, v in properties.items()}
+            break
+    publish_time = frame.get("publishTime")
+    key = frame.get("key")
     redelivery = frame.get("redeliveryCount", 0)
     return Message(
         id=message_id,
         data=data,
-        properties={str(k): str(v) for k, v in properties.items()},
-        key=frame.get("key") if isinstance(frame.get("key"), str) else None,
-        publish_time=publish_time,
+        properties=properties,
+        key=key if isinstance(key, str) else None,
+        publish_time=_publish_time(publish_time) if isinstance(publish_time, str) else None,
         redelivery_count=redelivery if isinstance(redelivery, int) else 0,
         connection=connection,
     )
@@ -166,6 +187,8 @@ class _Subscriber:
         try:
             async for frame in ws:
                 if frame.type not in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
+                    if frame.type == aiohttp.WSMsgType.ERROR:  # e.g. over 5 MiB: counted, then reconnect
+                        note_error_frame(self.kind, frame.data)
                     continue
                 try:
                     queue.put_nowait(parse_message(frame.data, generation))
@@ -189,13 +212,13 @@ class _Subscriber:
         if had_connection:
             self._notify(False)
 
-    async def _send_frame(self, message: Message, frame: dict[str, Any]) -> bool:
+    async def _send_frame(self, message: Message, frame: dict[str, Any] | str) -> bool:
         """Send an ack-like frame for `message` on the connection that delivered it."""
         ws = self._ws
         if ws is None or ws.closed or message.connection != self._generation:
             return False  # the broker redelivers it on the new connection
         try:
-            await ws.send_str(json.dumps(frame, separators=(",", ":")))
+            await ws.send_str(frame if isinstance(frame, str) else json.dumps(frame, separators=(",", ":")))
         except (ConnectionError, aiohttp.ClientError, RuntimeError):
             return False
         return True
@@ -279,7 +302,8 @@ class Consumer(_Subscriber):
 
     async def ack(self, message: Message) -> bool:
         """Acknowledge; False if the delivering connection is gone (the broker will redeliver)."""
-        sent = await self._send_frame(message, {"messageId": message.id})
+        # Built by hand (one ack per message): the id is quoted and escaped as json.dumps would.
+        sent = await self._send_frame(message, '{"messageId":' + _quote(message.id) + "}")
         if sent:
             metrics.MESSAGES_ACKED.inc()
         return sent

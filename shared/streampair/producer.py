@@ -15,13 +15,12 @@ import contextlib
 import json
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 import aiohttp
 
 from streampair import metrics
 from streampair.backoff import Backoff
-from streampair.connection import Connector, close_quietly
+from streampair.connection import Connector, close_quietly, note_error_frame
 from streampair.errors import ConnectionLost, SendError, SendTimeout, StreamError
 from streampair.logs import get_logger
 
@@ -30,12 +29,20 @@ log = get_logger("streampair.producer")
 MessageId = str
 
 
-@dataclass
+#: One encoder for properties and keys (compact, like Pulsar's own clients).
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode
+
+
 class _Pending:
-    frame: str
-    future: asyncio.Future[MessageId]
-    started: float = field(default_factory=time.monotonic)
-    sent_on: int = -1  # the connection generation this frame was last written to
+    """A message written (or to be written) and not yet answered; holds one slot of the window."""
+
+    __slots__ = ("frame", "future", "sent_on", "started")
+
+    def __init__(self, frame: str, future: asyncio.Future[MessageId], started: float) -> None:
+        self.frame = frame
+        self.future = future
+        self.started = started
+        self.sent_on = -1  # the connection generation this frame was last written to
 
 
 class Producer:
@@ -53,6 +60,7 @@ class Producer:
         self.connector = connector
         self.name = name
         self.send_timeout = send_timeout
+        # One slot per unanswered message, released when it is answered, fails or times out.
         self._window = asyncio.Semaphore(max_pending)
         self._pending: dict[str, _Pending] = {}
         self._next_context = 0
@@ -102,33 +110,48 @@ class Producer:
         Raises `SendError` if the broker refused this message, `SendTimeout` if no answer came
         within `send_timeout`, or the fatal connection error (for example `Unauthorized`).
         """
+        return await (await self.send_async(payload, properties, key))
+
+    async def send_async(
+        self,
+        payload: bytes | str,
+        properties: Mapping[str, str] | None = None,
+        key: str | None = None,
+    ) -> asyncio.Future[MessageId]:
+        """Write one message and return, without waiting for the broker's answer.
+
+        Waits only for room in the window of `max_pending` unanswered messages. The returned
+        future resolves to the message id, or fails as `send` would. This is how to pipeline
+        from one coroutine without a task per message.
+        """
         if self.fatal is not None:
             raise self.fatal
         if self._closing:
             raise ConnectionLost("producer is closed")
         data = payload.encode() if isinstance(payload, str) else payload
         await self._window.acquire()
-        try:
-            self._next_context += 1
-            context = str(self._next_context)
-            body: dict[str, object] = {"payload": base64.b64encode(data).decode("ascii"), "context": context}
-            if properties:
-                body["properties"] = dict(properties)
-            if key is not None:
-                body["key"] = key
-            pending = _Pending(
-                json.dumps(body, separators=(",", ":")), asyncio.get_running_loop().create_future()
-            )
-            self._pending[context] = pending
-            ws = self._ws
-            if ws is not None and self._connected.is_set():
-                pending.sent_on = self._generation
-                # On failure it stays pending: the supervisor resends it on the next connection.
-                with contextlib.suppress(ConnectionError, aiohttp.ClientError, RuntimeError):
-                    await ws.send_str(pending.frame)
-            return await pending.future
-        finally:
+        if self.fatal is not None or self._closing:  # it happened while we waited for room
             self._window.release()
+            raise self.fatal or ConnectionLost("producer is closed")
+        self._next_context += 1
+        context = str(self._next_context)
+        # The frame by hand: base64 and a decimal context need no escaping; properties and key
+        # go through one shared encoder (json.dumps with options builds a new one per call).
+        frame = '{"payload":"' + base64.b64encode(data).decode("ascii") + '","context":"' + context + '"'
+        if properties:
+            frame += ',"properties":' + _ENCODE(dict(properties))
+        if key is not None:
+            frame += ',"key":' + _ENCODE(key)
+        future: asyncio.Future[MessageId] = asyncio.get_running_loop().create_future()
+        pending = _Pending(frame + "}", future, time.monotonic())
+        self._pending[context] = pending
+        ws = self._ws
+        if ws is not None and self._connected.is_set():
+            pending.sent_on = self._generation
+            # On failure it stays pending: the supervisor resends it on the next connection.
+            with contextlib.suppress(ConnectionError, aiohttp.ClientError, RuntimeError):
+                await ws.send_str(pending.frame)
+        return future
 
     async def close(self) -> None:
         """Stop: wait briefly for in-flight answers, then close the WebSocket cleanly."""
@@ -196,11 +219,18 @@ class Producer:
                 log.warning("producer connection lost; reconnecting", in_flight=len(self._pending))
 
     async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        release = self._window.release
+        observe = metrics.PUBLISH_LATENCY.observe
+        published = metrics.MESSAGES_PUBLISHED
+        loads = json.loads
+        text = aiohttp.WSMsgType.TEXT
         async for msg in ws:
-            if msg.type != aiohttp.WSMsgType.TEXT:
+            if msg.type != text:
+                if msg.type == aiohttp.WSMsgType.ERROR:  # e.g. over 5 MiB: counted, then reconnect
+                    note_error_frame("producer", msg.data)
                 continue
             try:
-                answer = json.loads(msg.data)
+                answer = loads(msg.data)
                 context = answer.get("context")
                 result = answer["result"]
             except (ValueError, KeyError, AttributeError, TypeError):
@@ -216,13 +246,14 @@ class Producer:
                     )
                 metrics.MALFORMED_FRAMES.labels(kind="unknown_context").inc()
                 continue
+            release()
             if not self._pending:
                 self._drained.set()
             if pending.future.done():
                 continue
             if result == "ok":
-                metrics.MESSAGES_PUBLISHED.inc()
-                metrics.PUBLISH_LATENCY.observe(time.monotonic() - pending.started)
+                published.inc()
+                observe(time.monotonic() - pending.started)
                 pending.future.set_result(str(answer.get("messageId", "")))
             else:
                 code = str(result).removeprefix("send-error:")
@@ -238,6 +269,7 @@ class Producer:
             expired = [ctx for ctx, p in self._pending.items() if p.started < limit]
             for context in expired:
                 pending = self._pending.pop(context)
+                self._window.release()
                 if not pending.future.done():
                     metrics.PUBLISH_ERRORS.labels(reason="timeout").inc()
                     pending.future.set_exception(
@@ -247,6 +279,7 @@ class Producer:
     def _fail_all(self, error: StreamError, reason: str) -> None:
         pending, self._pending = self._pending, {}
         for p in pending.values():
+            self._window.release()
             if not p.future.done():
                 metrics.PUBLISH_ERRORS.labels(reason=reason.lower()[:32]).inc()
                 p.future.set_exception(error)

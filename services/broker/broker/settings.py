@@ -43,6 +43,9 @@ class BrokerSettings(BaseSettings):
     broker_sync: Literal["normal", "full"] = "normal"
     broker_otp_ttl_seconds: Annotated[float, Field(gt=0, le=600)] = 60.0
     broker_shutdown_timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 5.0
+    #: WebSocket ping interval; a client that misses a pong for half of it is dropped, so a
+    #: half-open connection cannot hold an Exclusive subscription (or permits) forever.
+    broker_heartbeat_seconds: Annotated[float, Field(gt=0, le=3600)] = 10.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] | None = None
     broker_host: str = "127.0.0.1"

@@ -106,7 +106,7 @@ async def post_message(request: web.Request) -> web.Response:
     producer = request.app[PRODUCER].producer
     try:
         body = await request.json()
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested too deep
         raise web.HTTPBadRequest(
             text=_error("body is not valid JSON"), content_type="application/json"
         ) from None
@@ -117,7 +117,9 @@ async def post_message(request: web.Request) -> web.Response:
         raise web.HTTPUnprocessableEntity(
             text=_error("payload (a string) is required"), content_type="application/json"
         )
-    properties = body.get("properties") or {}
+    properties = body.get("properties")
+    if properties is None:
+        properties = {}  # absent or null; [] or "" are refused below, not taken as empty
     if (
         not isinstance(properties, dict)
         or len(properties) > MAX_PROPERTIES

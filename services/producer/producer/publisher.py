@@ -12,6 +12,7 @@ import contextlib
 import random
 import time
 from collections.abc import Coroutine
+from functools import partial
 from typing import Any
 
 from streampair.errors import StreamError
@@ -30,7 +31,7 @@ class Publisher:
         self.published = 0
         self.failed = 0
         self._window = asyncio.Semaphore(max_in_flight)
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._in_flight: set[asyncio.Future[str]] = set()
         self._verbose = interval > 0  # one log line per message at 1/s; none in a flood
 
     def message(self, seq: int) -> tuple[str, dict[str, str]]:
@@ -61,26 +62,40 @@ class Publisher:
                 self._window.release()
                 break
             self.seq += 1
-            task = asyncio.create_task(self._publish(self.seq))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            await self._publish(self.seq)
         # Finish what is in flight: every message is either answered or counted as failed.
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._in_flight:
+            await asyncio.gather(*self._in_flight, return_exceptions=True)
 
     async def _publish(self, seq: int) -> None:
+        """Write one message; its answer is handled by `_answered`, with no task per message."""
         text, properties = self.message(seq)
         try:
-            message_id = await self.producer.send(text, properties)
+            future = await self.producer.send_async(text, properties)
         except StreamError as error:
-            self.failed += 1
-            log.error("publish failed", seq=seq, error=str(error))
-        else:
-            self.published += 1
-            if self._verbose:
-                log.info("published", seq=seq, message_id=message_id, payload=text)
-        finally:
-            self._window.release()
+            self._failed(seq, error)
+            return
+        self._in_flight.add(future)
+        future.add_done_callback(partial(self._answered, seq, text))
+
+    def _answered(self, seq: int, text: str, future: asyncio.Future[str]) -> None:
+        self._in_flight.discard(future)
+        if future.cancelled():
+            self._failed(seq, "cancelled")
+            return
+        error = future.exception()
+        if error is not None:
+            self._failed(seq, error)
+            return
+        self.published += 1
+        self._window.release()
+        if self._verbose:
+            log.info("published", seq=seq, message_id=future.result(), payload=text)
+
+    def _failed(self, seq: int, error: BaseException | str) -> None:
+        self.failed += 1
+        self._window.release()
+        log.error("publish failed", seq=seq, error=str(error))
 
 
 async def _wait_or_stop(stopping: asyncio.Event, delay: float) -> bool:

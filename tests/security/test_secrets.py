@@ -1,0 +1,145 @@
+"""Secrets never leave the process: not in logs, /status, /metrics, nor in error messages.
+
+The services and the broker run with known secret values; a recording proxy between them
+captures the one-time passwords the services actually obtained and used. Then every byte they
+wrote (stdout, stderr) and every answer of every endpoint is searched for the secrets and the
+OTPs. Covered: Macrometa mode (API key -> OTP per WebSocket attempt), Pulsar token mode, and a
+wrong API key (the 401 path, where error messages are built from the broker's refusal).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from bench.chaos_proxy import FaultProxy
+from tests.harness import Cluster, Service
+
+API_KEY = "demo_tenant.streampair-key.QXBpS2V5U2VjcmV0LTk4NzY1"
+KEY_SECRET_PART = API_KEY.rsplit(".", 1)[-1]
+TOKEN = "eyJhbGciOiJIUzI1NiJ9.c2VjcmV0LXRva2Vu.U0VDUkVULVRPS0VOLVNJRw"
+WRONG_KEY = "demo_tenant.wrong-key.V1JPTkdLRVlTRUNSRVQ"
+ENDPOINTS = ["/livez", "/readyz", "/status", "/metrics", "/nope"]
+BROKER_ENDPOINTS = ["/admin/v2/brokers/health", "/metrics", "/admin/v2/persistent/public/default"]
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
+    c = Cluster(tmp_path)
+    try:
+        yield c
+    finally:
+        await c.stop()
+
+
+@pytest.fixture
+async def proxy(cluster: Cluster) -> AsyncIterator[FaultProxy]:
+    p = FaultProxy(cluster.broker_port)
+    p.recorded = bytearray()
+    await p.start()
+    try:
+        yield p
+    finally:
+        await p.stop()
+
+
+async def http_bodies(svc: Service, paths: list[str], auth: str | None = None) -> list[str]:
+    out = []
+    headers = {"Authorization": auth} if auth else {}
+    async with aiohttp.ClientSession() as session:
+        for path in paths:
+            async with session.get(svc.url + path, headers=headers) as r:
+                out.append(f"{path} {r.status} {dict(r.headers)} {await r.text()}")
+    return out
+
+
+def otps_used(proxy: FaultProxy) -> set[str]:
+    return set(re.findall(rb"[?&]otp=([A-Za-z0-9_\-%]+)", bytes(proxy.recorded or b"")))  # type: ignore[arg-type]
+
+
+def everything_written(*services: Service) -> str:
+    return "\n".join("\n".join(s.raw) + "\n" + s.stderr.decode(errors="replace") for s in services)
+
+
+def assert_absent(haystack: str, needles: set[str]) -> None:
+    for needle in needles:
+        assert needle and needle not in haystack, f"secret {needle[:6]}... leaked"
+
+
+async def test_macrometa_api_key_and_otps_never_leak(cluster: Cluster, proxy: FaultProxy) -> None:
+    broker = await cluster.start_broker(BROKER_AUTH_TOKEN=API_KEY, LOG_LEVEL="debug")
+    env = {
+        "STREAM_BACKEND": "macrometa",
+        "STREAM_URL": f"http://127.0.0.1:{proxy.port}",
+        "C8_API_KEY": API_KEY,
+        "LOG_LEVEL": "debug",
+        "RECONNECT_MAX_SECONDS": "0.3",
+        "STANDBY_RETRY_SECONDS": "0.2",
+    }
+    c1 = await cluster.start_consumer("consumer-1", **env)
+    await c1.wait_for(lambda line: line.get("event") == "subscribed")
+    c2 = await cluster.start_consumer("consumer-2", **env)  # refused: more OTPs, retried
+    producer = await cluster.start_producer(PUBLISH_INTERVAL_SECONDS="0.05", **env)
+    await c1.wait_for(lambda line: line.get("event") == "received")
+    await c2.wait_for(lambda line: str(line.get("event", "")).startswith("subscription busy"))
+    await asyncio.sleep(1.0)  # a few standby retries, each with a fresh OTP
+    proxy.drop()  # reconnects: yet more OTPs
+    await c1.wait_for(lambda line: line.get("event") == "received", start=len(c1.lines))
+    bodies = []
+    for svc in (producer, c1, c2):
+        bodies += await http_bodies(svc, ENDPOINTS)
+    bodies += await http_bodies(broker, BROKER_ENDPOINTS, auth=f"apikey {API_KEY}")
+    otps = {o.decode() for o in otps_used(proxy)}
+    assert len(otps) >= 4, "the services should have used several one-time passwords"
+    await cluster.stop()
+    haystack = everything_written(broker, producer, c1, c2) + "\n".join(bodies)
+    assert_absent(haystack, {API_KEY, KEY_SECRET_PART, *otps})
+
+
+async def test_pulsar_token_never_leaks(cluster: Cluster, proxy: FaultProxy) -> None:
+    broker = await cluster.start_broker(BROKER_AUTH_TOKEN=TOKEN, LOG_LEVEL="debug")
+    env = {
+        "STREAM_URL": f"ws://127.0.0.1:{proxy.port}",
+        "STREAM_AUTH_TOKEN": TOKEN,
+        "LOG_LEVEL": "debug",
+        "RECONNECT_MAX_SECONDS": "0.3",
+    }
+    consumer = await cluster.start_consumer("consumer-1", **env)
+    await consumer.wait_for(lambda line: line.get("event") == "subscribed")
+    producer = await cluster.start_producer(PUBLISH_INTERVAL_SECONDS="0.05", **env)
+    await consumer.wait_for(lambda line: line.get("event") == "received")
+    assert TOKEN.encode() in bytes(proxy.recorded or b"")  # it was really sent
+    bodies = []
+    for svc in (producer, consumer):
+        bodies += await http_bodies(svc, ENDPOINTS)
+    bodies += await http_bodies(broker, BROKER_ENDPOINTS, auth=f"Bearer {TOKEN}")
+    await cluster.stop()
+    assert_absent(everything_written(broker, producer, consumer) + "\n".join(bodies), {TOKEN})
+
+
+async def test_a_wrong_api_key_fails_without_printing_either_key(cluster: Cluster) -> None:
+    broker = await cluster.start_broker(BROKER_AUTH_TOKEN=API_KEY, LOG_LEVEL="debug")
+    env = {
+        "STREAM_BACKEND": "macrometa",
+        "STREAM_URL": f"http://127.0.0.1:{cluster.broker_port}",
+        "C8_API_KEY": WRONG_KEY,
+        "LOG_LEVEL": "debug",
+    }
+    producer = await cluster.start_producer(**env)
+    consumer = await cluster.start_consumer("consumer-1", **env)
+    status_seen = []
+    for svc in (producer, consumer):  # while they still answer (a 401 is not retried)
+        with contextlib.suppress(aiohttp.ClientError, OSError):
+            status_seen += await http_bodies(svc, ENDPOINTS)
+    assert await producer.wait_exit(30) != 0
+    assert await consumer.wait_exit(30) != 0
+    await cluster.stop()
+    written = everything_written(broker, producer, consumer)
+    assert "401" in written or "nauthorized" in written  # the refusal is reported...
+    assert_absent(written + "\n".join(status_seen), {WRONG_KEY, WRONG_KEY.rsplit(".", 1)[-1], API_KEY})
