@@ -69,6 +69,9 @@ class StreamSettings(BaseSettings):
             raise ValueError("has an invalid port") from None
         if not parts.hostname or not _is_host(parts.hostname):
             raise ValueError("must name a host, as in ws://localhost:8080")
+        if parts.username or parts.password or parts.query or parts.fragment:
+            # Credentials here would end up in logs and /status; they have settings of their own.
+            raise ValueError("must not carry credentials or a query (use C8_API_KEY or STREAM_AUTH_TOKEN)")
         return value.rstrip("/")
 
     @field_validator("http_host")
@@ -147,7 +150,8 @@ def format_validation_error(cls: type[BaseSettings], error: ValidationError) -> 
     field_name = str(first["loc"][0]) if first["loc"] else "?"
     variable = field_name.upper()
     info = cls.model_fields.get(field_name)
-    secret = info is not None and "SecretStr" in repr(info.annotation)
+    # A URL may carry a password by mistake: never echo it either.
+    secret = info is not None and ("SecretStr" in repr(info.annotation) or field_name == "stream_url")
     reason = first["msg"]
     if first["type"] == "literal_error":
         expected = first.get("ctx", {}).get("expected", "")

@@ -18,6 +18,7 @@ from streampair import metrics
 from streampair.config import StreamSettings
 from streampair.errors import (
     BrokerUnavailable,
+    CertificateError,
     HandshakeError,
     InvalidRequest,
     ProducerBusy,
@@ -34,10 +35,6 @@ log = get_logger("streampair.connection")
 
 #: Largest frame we accept from a broker; Pulsar's own WebSocket limit is 5 MiB.
 MAX_FRAME_BYTES = 5 * 1024 * 1024 + 64 * 1024
-
-
-class CertificateError(StreamError):
-    """The broker's TLS certificate could not be verified. Never retried in plain text."""
 
 
 def attempt_result(error: BaseException | None) -> str:
@@ -152,14 +149,15 @@ class Connector:
                 autoping=True,
             )
         except aiohttp.WSServerHandshakeError as error:
-            failure: StreamError = error_for_status(error.status, kind, error.message)
+            # aiohttp keeps no body of a refused upgrade; its message is a generic "Invalid response status".
+            failure: StreamError = error_for_status(error.status, kind)
             self._count(kind, url_for_logs, failure)
             raise failure from None
         except aiohttp.ClientConnectorCertificateError as error:
             failure = CertificateError(_certificate_message(url_for_logs, error))
             self._count(kind, url_for_logs, failure)
             raise failure from None
-        except HandshakeError as error:  # from the OTP request
+        except (HandshakeError, CertificateError) as error:  # from the OTP request
             self._count(kind, url_for_logs, error)
             raise
         except (aiohttp.ClientError, TimeoutError, OSError) as error:

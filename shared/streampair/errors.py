@@ -59,6 +59,10 @@ class ConnectionLost(BrokerUnavailable):
         super().__init__(0, message)
 
 
+class CertificateError(StreamError):
+    """The broker's TLS certificate could not be verified. Never retried, never in plain text."""
+
+
 class SendError(StreamError):
     """The broker answered one message with `send-error:<code>`; only that message failed."""
 

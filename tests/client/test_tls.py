@@ -12,7 +12,8 @@ import trustme
 from aiohttp import web
 from streampair.admin import StreamAdmin
 from streampair.config import StreamSettings
-from streampair.connection import CertificateError, Connector
+from streampair.connection import Connector
+from streampair.errors import CertificateError
 from streampair.producer import Producer
 
 

@@ -104,3 +104,15 @@ def test_entrypoint_exit_status_is_2_without_traceback() -> None:
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().count("\n") == 0
+
+
+@pytest.mark.parametrize("url", ["wss://user:hunter2@broker:8443", "ws://broker:8080/?token=hunter2"])
+def test_credentials_in_the_url_are_refused_and_not_echoed(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], url: str
+) -> None:
+    monkeypatch.setenv("STREAM_URL", url)
+    with pytest.raises(SystemExit) as exit_info:
+        load_settings(StreamSettings, "svc")
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "STREAM_URL: must not carry credentials" in err and "hunter2" not in err

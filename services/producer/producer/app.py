@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 from streampair.admin import StreamAdmin
+from streampair.backoff import Backoff
 from streampair.connection import Connector
-from streampair.errors import SendError, SendTimeout, StreamError
+from streampair.errors import SendError, SendTimeout, StreamError, Unauthorized
 from streampair.logs import get_logger
 from streampair.producer import Producer
-from streampair.runtime import ServiceContext, ServiceRuntime
+from streampair.runtime import ServiceContext, ServiceRuntime, ServiceStatus
 
 from producer.publisher import Publisher
 from producer.settings import ProducerSettings
@@ -33,22 +35,31 @@ PRODUCER = web.AppKey("producer", ProducerSlot)
 MAX_PROPERTIES = 64
 
 
-async def ensure_stream(admin: StreamAdmin, stopping: asyncio.Event, status_error: list[str]) -> None:
-    """Create the stream if needed; retry while the broker is unreachable."""
-    delay = 0.5
+async def ensure_stream(admin: StreamAdmin, stopping: asyncio.Event, status: ServiceStatus) -> None:
+    """Create the stream if needed; retry while the broker is unreachable.
+
+    A credential that may publish but not administer (401/403 on the admin API) is not fatal:
+    Pulsar and the embedded broker create a topic on first use, and the WebSocket handshake
+    is the judge of whether we may publish.
+    """
+    backoff = Backoff(base=0.5, cap=10.0)
     while not stopping.is_set():
         try:
             await admin.ensure_stream()
             return
+        except Unauthorized as error:
+            log.warning("cannot create the stream through the admin API; publishing anyway", error=str(error))
+            return
         except StreamError as error:
             if not error.retryable:
                 raise
-            status_error[:] = [str(error)]
-            log.warning("cannot ensure the stream exists yet; retrying", error=str(error), retry_in=delay)
-            try:
+            status.last_error = str(error)
+            delay = backoff.next_delay()
+            log.warning(
+                "cannot ensure the stream exists yet; retrying", error=str(error), retry_in=round(delay, 3)
+            )
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), delay)
-            except TimeoutError:
-                delay = min(delay * 2, 10.0)
 
 
 async def work(ctx: ServiceContext) -> None:
@@ -76,16 +87,17 @@ async def work(ctx: ServiceContext) -> None:
         }
 
     ctx.status.counters = counters
-    watcher = asyncio.create_task(_watch(producer, ctx))
+    watcher: asyncio.Task[None] | None = None
     try:
-        errors: list[str] = []
-        await ensure_stream(StreamAdmin(connector), ctx.stopping, errors)
+        await ensure_stream(StreamAdmin(connector), ctx.stopping, ctx.status)
         await producer.start()
+        watcher = asyncio.create_task(_watch(producer, ctx))
         await publisher.run(ctx.stopping)
         if producer.fatal is not None:
             raise producer.fatal
     finally:
-        watcher.cancel()
+        if watcher is not None:
+            watcher.cancel()
         await producer.close()
         await connector.close()
         ctx.status.connected = False
