@@ -177,11 +177,18 @@ class Connector:
 
 
 def note_error_frame(kind: str, data: object) -> None:
-    """Count and log a frame aiohttp refused (over the size limit, bad opcode); the connection closes."""
-    too_big = getattr(data, "code", None) == aiohttp.WSCloseCode.MESSAGE_TOO_BIG
+    """Log an ERROR message from aiohttp's WebSocket; the connection closes after it.
+
+    A frame aiohttp refused (over the size limit, bad opcode) is counted as malformed; a missed
+    heartbeat or a network error is a lost connection, not the broker's fault of form.
+    """
+    detail = _describe(data) if isinstance(data, BaseException) else str(data)[:200]
+    if not isinstance(data, aiohttp.WebSocketError):
+        log.warning("connection to the broker failed; reconnecting", endpoint=kind, detail=detail)
+        return
+    too_big = data.code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG
     label = "too_large" if too_big else "protocol_error"
     metrics.MALFORMED_FRAMES.labels(kind=label).inc()
-    detail = _describe(data) if isinstance(data, BaseException) else str(data)[:200]
     log.warning("malformed frame from broker; reconnecting", kind=label, endpoint=kind, detail=detail)
 
 
@@ -202,7 +209,7 @@ def _certificate_message(url: str, error: aiohttp.ClientConnectorCertificateErro
     )
 
 
-async def close_quietly(ws: aiohttp.ClientWebSocketResponse | None, wait_seconds: float = 2.0) -> None:
+async def close_quietly(ws: aiohttp.ClientWebSocketResponse | None, wait_seconds: float = 1.0) -> None:
     """Close a WebSocket with 1000 without letting a dead peer hold up shutdown."""
     if ws is None or ws.closed:
         return

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -125,6 +126,7 @@ class _Subscriber:
         self._reader: asyncio.Task[None] | None = None
         self._generation = 0
         self._closing = False
+        self._closed = asyncio.Event()  # wakes a backoff sleep when interrupted
         self._backoff = backoff or Backoff(cap=connector.settings.reconnect_max_seconds)
         self.last_error: str | None = None
         #: Called with True when a connection is established and False when it is gone.
@@ -165,9 +167,15 @@ class _Subscriber:
                 log.warning(
                     f"{self.kind} connection failed; retrying", error=str(error), retry_in=round(delay, 3)
                 )
-                await asyncio.sleep(delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._closed.wait(), delay)
+                if self._closing:
+                    raise ConnectionLost(f"{self.kind} closed while reconnecting") from None
 
     async def _adopt(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        if self._closing:  # closed while the handshake was under way: do not hold the subscription
+            await close_quietly(ws)
+            raise ConnectionLost(f"{self.kind} closed while connecting")
         await self._drop_connection()
         self._generation += 1
         self._queue = asyncio.Queue()
@@ -184,6 +192,7 @@ class _Subscriber:
         generation: int,
         queue: asyncio.Queue[Message | BaseException],
     ) -> None:
+        reason = "ended"
         try:
             async for frame in ws:
                 if frame.type not in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
@@ -199,7 +208,14 @@ class _Subscriber:
             reason = f"closed by the broker (code {ws.close_code})"
         except (aiohttp.ClientError, ConnectionError) as error:
             reason = f"connection error: {error}"
-        queue.put_nowait(ConnectionLost(f"{self.kind} connection {reason}"))
+        except asyncio.CancelledError:
+            raise  # dropped on purpose: whoever cancelled knows
+        except Exception as error:  # never leave the iterator waiting on a dead connection
+            log.exception(f"{self.kind} reader failed")
+            reason = f"reader failed: {type(error).__name__}"
+        finally:
+            if not (task := asyncio.current_task()) or not task.cancelling():
+                queue.put_nowait(ConnectionLost(f"{self.kind} connection {reason}"))
 
     async def _drop_connection(self) -> None:
         if self._reader is not None:
@@ -248,6 +264,7 @@ class _Subscriber:
     def interrupt(self) -> None:
         """End iteration after the message being handled; the connection stays open until close()."""
         self._closing = True
+        self._closed.set()
         self._queue.put_nowait(ConnectionLost("interrupted"))
 
     async def close(self) -> None:

@@ -153,16 +153,17 @@ class Producer:
                 await ws.send_str(pending.frame)
         return future
 
-    async def close(self) -> None:
-        """Stop: wait briefly for in-flight answers, then close the WebSocket cleanly."""
+    async def close(self, drain_seconds: float | None = None) -> None:
+        """Stop: wait up to `drain_seconds` (default: half the shutdown timeout) for answers in
+        flight, then close the WebSocket cleanly; what is still unanswered fails with ConnectionLost."""
         if self._closing:
             return
-        if self._pending and self._connected.is_set():
+        if drain_seconds is None:
+            drain_seconds = self.connector.settings.shutdown_timeout_seconds / 2
+        if self._pending and self._connected.is_set() and drain_seconds > 0:
             self._drained.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._drained.wait(), self.connector.settings.shutdown_timeout_seconds / 2
-                )
+                await asyncio.wait_for(self._drained.wait(), drain_seconds)
         self._closing = True
         for task in (self._supervisor, self._sweeper):
             if task is not None:
@@ -244,6 +245,8 @@ class Producer:
                     log.warning(
                         "broker reported an uncorrelated error", result=result, error=answer.get("errorMsg")
                     )
+                elif self._issued(context):
+                    continue  # a late answer to a message that already timed out: not malformed
                 metrics.MALFORMED_FRAMES.labels(kind="unknown_context").inc()
                 continue
             release()
@@ -260,6 +263,9 @@ class Producer:
                 metrics.PUBLISH_ERRORS.labels(reason=f"send_error_{code}"[:32]).inc()
                 pending.future.set_exception(SendError(code, str(answer.get("errorMsg", ""))))
 
+    def _issued(self, context: object) -> bool:
+        return isinstance(context, str) and context.isdigit() and 0 < int(context) <= self._next_context
+
     async def _sweep_timeouts(self) -> None:
         """Fail messages older than send_timeout; one timer for all instead of one per send."""
         period = min(1.0, self.send_timeout / 4)
@@ -270,6 +276,8 @@ class Producer:
             for context in expired:
                 pending = self._pending.pop(context)
                 self._window.release()
+                if not self._pending:
+                    self._drained.set()
                 if not pending.future.done():
                     metrics.PUBLISH_ERRORS.labels(reason="timeout").inc()
                     pending.future.set_exception(

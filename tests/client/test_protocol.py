@@ -282,3 +282,64 @@ async def test_unreachable_broker_is_retryable() -> None:
         await connector.open("producer")
     assert info.value.retryable
     await connector.close()
+
+
+async def test_a_late_answer_is_not_counted_as_malformed() -> None:
+    from streampair.errors import SendTimeout
+
+    timed_out = asyncio.Event()
+
+    async def slow(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        first = json.loads((await ws.receive()).data)
+        await timed_out.wait()
+        await ws.send_str(json.dumps({"result": "ok", "messageId": "late", "context": first["context"]}))
+        second = json.loads((await ws.receive()).data)
+        await ws.send_str(json.dumps({"result": "ok", "messageId": "on-time", "context": second["context"]}))
+        async for _ in ws:
+            pass
+        return ws
+
+    app = web.Application()
+    app.router.add_get(TOPIC.format(kind="producer"), slow)
+    before = sample("streampair_malformed_frames_total", {"kind": "unknown_context"})
+    async with serve_app(app) as base:
+        connector = Connector(settings(base))
+        async with Producer(connector, send_timeout=0.3) as p:
+            with pytest.raises(SendTimeout):
+                await p.send("first")
+            timed_out.set()
+            assert await p.send("second") == "on-time"  # answered after the late one was read
+        await connector.close()
+    assert sample("streampair_malformed_frames_total", {"kind": "unknown_context"}) == before
+
+
+async def test_interrupt_wakes_a_consumer_waiting_to_reconnect() -> None:
+    from streampair.backoff import Backoff
+    from streampair.errors import ConnectionLost
+
+    waiting = asyncio.Event()
+
+    class LongBackoff(Backoff):
+        """25 s between attempts: only the interrupt can end the wait early."""
+
+        def next_delay(self) -> float:
+            waiting.set()
+            return 25.0
+
+    async def unavailable(_: web.Request) -> web.Response:
+        return web.Response(status=503)
+
+    app = web.Application()
+    app.router.add_get(TOPIC.format(kind="consumer") + "/{sub}", unavailable)
+    async with serve_app(app) as base:
+        connector = Connector(settings(base))
+        consumer = Consumer(connector, "sub", backoff=LongBackoff())
+        task = asyncio.create_task(consumer.connect_with_retry())
+        await waiting.wait()
+        consumer.interrupt()
+        with pytest.raises(ConnectionLost):
+            await asyncio.wait_for(task, 5)
+        await consumer.close()
+        await connector.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 
 from tests.e2e.conftest import FAST, all_received, stop_producer_and_collect
-from tests.harness import Cluster
+from tests.harness import Cluster, published_seqs
 
 
 async def test_broker_kill_and_restart_loses_nothing(cluster: Cluster) -> None:
@@ -55,3 +55,22 @@ async def test_sigterm_while_the_broker_is_down_exits_cleanly(cluster: Cluster) 
     for consumer in (c1, c2):
         assert await consumer.wait_exit(10) == 0, consumer.stderr.decode()[-2000:]
         assert "Traceback" not in consumer.stderr.decode()
+
+
+async def test_sigterm_with_a_frozen_broker_stops_in_time_and_accounts_for_every_message(
+    cluster: Cluster,
+) -> None:
+    broker = await cluster.start_broker()
+    producer = await cluster.start_producer(PUBLISH_INTERVAL_SECONDS=FAST)
+    await producer.wait_for(lambda line: line.get("event") == "published")
+    broker.signal(signal.SIGSTOP)  # answers stop; the connection stays open (half-open)
+    try:
+        producer.signal(signal.SIGTERM)
+        assert await producer.wait_exit(10) == 0  # inside docker stop's 10 s
+    finally:
+        broker.signal(signal.SIGCONT)
+    published = set(published_seqs(producer))
+    failed = {int(line["seq"]) for line in producer.events("publish failed")}
+    highest = max(published | failed)
+    assert published | failed == set(range(1, highest + 1))  # every seq answered or counted failed
+    assert not published & failed

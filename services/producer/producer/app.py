@@ -71,9 +71,7 @@ async def work(ctx: ServiceContext) -> None:
         max_pending=settings.max_in_flight,
         send_timeout=settings.send_timeout_seconds,
     )
-    publisher = Publisher(
-        producer, settings.producer_id, settings.publish_interval_seconds, settings.max_in_flight
-    )
+    publisher = Publisher(producer, settings.producer_id, settings.publish_interval_seconds)
     ctx.app[PRODUCER].producer = producer
     ctx.status.role = "producer"
     ctx.status.extra["producer_id"] = settings.producer_id
@@ -92,13 +90,14 @@ async def work(ctx: ServiceContext) -> None:
         await ensure_stream(StreamAdmin(connector), ctx.stopping, ctx.status)
         await producer.start()
         watcher = asyncio.create_task(_watch(producer, ctx))
-        await publisher.run(ctx.stopping)
+        # Half the grace for answers in flight; the rest for closing (see runtime.py).
+        await publisher.run(ctx.stopping, drain_seconds=settings.shutdown_timeout_seconds / 2)
         if producer.fatal is not None:
             raise producer.fatal
     finally:
         if watcher is not None:
             watcher.cancel()
-        await producer.close()
+        await producer.close(drain_seconds=0)
         await connector.close()
         ctx.status.connected = False
 

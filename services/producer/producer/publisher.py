@@ -23,14 +23,13 @@ log = get_logger("producer.publisher")
 
 
 class Publisher:
-    def __init__(self, producer: Producer, producer_id: str, interval: float, max_in_flight: int) -> None:
+    def __init__(self, producer: Producer, producer_id: str, interval: float) -> None:
         self.producer = producer
         self.producer_id = producer_id
         self.interval = interval
         self.seq = 0
         self.published = 0
         self.failed = 0
-        self._window = asyncio.Semaphore(max_in_flight)
         self._in_flight: set[asyncio.Future[str]] = set()
         self._verbose = interval > 0  # one log line per message at 1/s; none in a flood
 
@@ -44,7 +43,12 @@ class Publisher:
         }
         return text, properties
 
-    async def run(self, stopping: asyncio.Event) -> None:
+    async def run(self, stopping: asyncio.Event, drain_seconds: float) -> None:
+        """Publish until `stopping`; then wait up to `drain_seconds` for the answers in flight.
+
+        Room for one more message is the producer's window (`max_in_flight`): `send_async`
+        waits for it, so a slow broker slows the loop instead of growing memory.
+        """
         next_at = time.monotonic()
         while not stopping.is_set():
             if not self.producer.connected:
@@ -57,15 +61,12 @@ class Publisher:
                     next_at = time.monotonic()
                 elif delay > 0 and await _wait_or_stop(stopping, delay):
                     break
-            await self._window.acquire()
-            if stopping.is_set():
-                self._window.release()
-                break
             self.seq += 1
             await self._publish(self.seq)
-        # Finish what is in flight: every message is either answered or counted as failed.
+        # Give what is in flight a bounded time to be answered; the producer's close() fails
+        # the rest, and each is then counted and logged as failed, never dropped silently.
         if self._in_flight:
-            await asyncio.gather(*self._in_flight, return_exceptions=True)
+            await asyncio.wait(set(self._in_flight), timeout=drain_seconds)
 
     async def _publish(self, seq: int) -> None:
         """Write one message; its answer is handled by `_answered`, with no task per message."""
@@ -88,13 +89,11 @@ class Publisher:
             self._failed(seq, error)
             return
         self.published += 1
-        self._window.release()
         if self._verbose:
             log.info("published", seq=seq, message_id=future.result(), payload=text)
 
     def _failed(self, seq: int, error: BaseException | str) -> None:
         self.failed += 1
-        self._window.release()
         log.error("publish failed", seq=seq, error=str(error))
 
 
