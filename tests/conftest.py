@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import pytest
 from aiohttp import web
+
+from tests.harness import Cluster
 
 
 @asynccontextmanager
@@ -26,3 +29,13 @@ async def serve_app(app: web.Application) -> AsyncIterator[str]:
 @pytest.fixture
 def serve() -> Callable[[web.Application], object]:
     return serve_app
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
+    """Processes of ours on loopback (broker, producers, consumers), all stopped after the test."""
+    c = Cluster(tmp_path)
+    try:
+        yield c
+    finally:
+        await c.stop()

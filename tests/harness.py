@@ -260,3 +260,54 @@ def received_seqs(*consumers: Service, producer_id: str | None = None) -> list[i
 
 def published_seqs(producer: Service) -> list[int]:
     return [int(line["seq"]) for line in producer.events("published")]
+
+
+# -- the Exclusive story's checks, shared by the e2e (embedded) and the conformance (Pulsar) suites --
+
+#: Fast enough to see many messages in a short test, slow enough that every publish is logged.
+FAST = "0.02"
+
+
+def is_busy_warning(line: dict[str, Any]) -> bool:
+    return str(line.get("event", "")).startswith("subscription busy:") and line.get("level") == "warning"
+
+
+async def active_and_standby(a: Service, b: Service, timeout: float = 30.0) -> tuple[Service, Service]:
+    """Poll /status until one is active and the other standby (a role has no log line per poll)."""
+    deadline = time.monotonic() + timeout
+    roles: dict[str, str] = {}
+    while time.monotonic() < deadline:
+        for svc in (a, b):
+            try:
+                _, body = await svc.get_json("/status")
+            except (OSError, ValueError, TimeoutError, aiohttp.ClientError):
+                continue  # not listening yet
+            roles[svc.name] = body["role"]
+        if sorted(roles.values()) == ["active", "standby"]:
+            return (a, b) if roles[a.name] == "active" else (b, a)
+        await asyncio.sleep(0.05)
+    raise TimeoutError(f"no active/standby pair within {timeout}s: {roles}")
+
+
+async def stop_producer_and_collect(producer: Service) -> set[int]:
+    """SIGTERM the producer (it finishes what is in flight); every seq the broker acknowledged."""
+    await producer.stop()
+    assert producer.proc is not None and producer.proc.returncode == 0, producer.stderr.decode()[-2000:]
+    seqs = published_seqs(producer)
+    assert seqs, "the producer published nothing"
+    return set(seqs)
+
+
+async def all_received(expected: set[int], *consumers: Service, timeout: float = 30.0) -> list[int]:
+    """Wait until the consumers together logged every expected seq; all receipts, duplicates included."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = received_seqs(*consumers)
+        missing = expected - set(got)
+        if not missing:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"{len(missing)} published messages never received, e.g. {sorted(missing)[:10]}"
+            )
+        await asyncio.sleep(0.05)

@@ -5,14 +5,14 @@ from __future__ import annotations
 import re
 import signal
 
-from tests.e2e.conftest import (
+from tests.harness import (
     FAST,
+    Cluster,
     active_and_standby,
     all_received,
     is_busy_warning,
     stop_producer_and_collect,
 )
-from tests.harness import Cluster
 
 
 async def test_one_active_one_standby_then_sigkill_takeover_loses_nothing(cluster: Cluster) -> None:

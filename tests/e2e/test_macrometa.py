@@ -6,14 +6,14 @@ import signal
 
 import aiohttp
 
-from tests.e2e.conftest import (
+from tests.harness import (
     FAST,
+    Cluster,
     active_and_standby,
     all_received,
     is_busy_warning,
     stop_producer_and_collect,
 )
-from tests.harness import Cluster
 
 API_KEY = "demo_tenant.streampair-key.Zm9vYmFyLXNlY3JldC0xMjM0"
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import signal
 
-from tests.e2e.conftest import FAST, all_received, stop_producer_and_collect
-from tests.harness import Cluster, published_seqs
+from tests.harness import FAST, Cluster, all_received, published_seqs, stop_producer_and_collect
 
 
 async def test_broker_kill_and_restart_loses_nothing(cluster: Cluster) -> None:

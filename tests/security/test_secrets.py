@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import re
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import aiohttp
 import pytest
@@ -27,15 +26,6 @@ TOKEN = "eyJhbGciOiJIUzI1NiJ9.c2VjcmV0LXRva2Vu.U0VDUkVULVRPS0VOLVNJRw"
 WRONG_KEY = "demo_tenant.wrong-key.V1JPTkdLRVlTRUNSRVQ"
 ENDPOINTS = ["/livez", "/readyz", "/status", "/metrics", "/nope"]
 BROKER_ENDPOINTS = ["/admin/v2/brokers/health", "/metrics", "/admin/v2/persistent/public/default"]
-
-
-@pytest.fixture
-async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
-    c = Cluster(tmp_path)
-    try:
-        yield c
-    finally:
-        await c.stop()
 
 
 @pytest.fixture

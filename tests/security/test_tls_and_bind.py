@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -19,15 +18,6 @@ import trustme
 from broker.settings import BrokerSettings
 
 from tests.harness import Cluster, Service, base_env, free_port
-
-
-@pytest.fixture
-async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
-    c = Cluster(tmp_path)
-    try:
-        yield c
-    finally:
-        await c.stop()
 
 
 async def start_tls_broker(cluster: Cluster, tmp_path: Path) -> Path:
