@@ -12,6 +12,10 @@ Scenarios:
   connection and the services reconnect. Detection time is measured at the proxy.
 - `slow_consumer`: a consumer that handles 50 msg/s under 1,000 msg/s: memory of the broker and
   the consumer must stay flat (backpressure), then it drains the backlog without loss.
+- `pulsar_sigkill`: a real Apache Pulsar standalone (`bench.chaos_pulsar`, started once) is
+  `kill -9`ed 10 times under 500 msg/s and restarted each time on the same data and ports; one
+  Exclusive consumer. Reported as skipped (not failed) where Pulsar cannot run (no Java 17+,
+  no jars and no Maven to fetch them, or the fetch fails).
 
 How the published set is known: the producer service logs `published` with its `seq` for every
 message the broker acknowledged (PUBLISH_INTERVAL_SECONDS > 0 keeps per-message logs on). A
@@ -20,6 +24,7 @@ published (it is an error the caller saw, not a silent loss). Received: the cons
 `received` lines (LOG_PAYLOADS=true) with `properties.seq`. `lost` = published - received.
 
 Exit status 1 if anything was lost or a scenario failed. `CHAOS_QUICK=1` runs a short version.
+`python -m bench.chaos NAME...` runs only the named scenarios.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from bench import chaos_pulsar
 from bench.chaos_proxy import FaultProxy
 from tests.harness import Cluster, Service, published_seqs
 
@@ -53,6 +59,9 @@ CONSUMER_KILLS = 5 if QUICK else 50
 BROKER_KILLS = 3 if QUICK else 10
 PROXY_FAULTS = 2 if QUICK else 5  # of each kind
 SLOW_SECONDS = 10.0 if QUICK else 40.0
+# Each Pulsar kill costs ~10 s (a JVM start to healthy takes 6-8 s): 10 of them fit in ~2.5 min.
+PULSAR_KILLS = 2 if QUICK else 10
+PULSAR_RATE_INTERVAL = "0.002"  # 500 msg/s
 
 FAST_RECOVERY = {"RECONNECT_MAX_SECONDS": "0.5"}
 
@@ -69,6 +78,14 @@ class Outcome:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
+        if "skipped" in self.extra:  # nothing was measured: no figures that could pass for zeros
+            return {
+                "scenario": self.scenario,
+                **dict.fromkeys(("published", "received", "lost", "duplicates")),
+                "max_takeover_s": None,
+                "peak_rss_mb": None,
+                **self.extra,
+            }
         return {
             "scenario": self.scenario,
             "published": self.published,
@@ -214,13 +231,8 @@ async def delivered_again(consumer: Service, marker: int, timeout: float = 60.0)
 
 
 async def start_producer(cluster: Cluster, **env: str) -> Service:
-    return await cluster.start_producer(
-        "producer",
-        PUBLISH_INTERVAL_SECONDS=RATE_INTERVAL,
-        PRODUCER_ID=PRODUCER_ID,
-        LOG_LEVEL="info",
-        **{**FAST_RECOVERY, **env},
-    )
+    defaults = {"PUBLISH_INTERVAL_SECONDS": RATE_INTERVAL, "PRODUCER_ID": PRODUCER_ID, "LOG_LEVEL": "info"}
+    return await cluster.start_producer("producer", **{**defaults, **FAST_RECOVERY, **env})
 
 
 async def settle(
@@ -414,6 +426,91 @@ async def slow_consumer(cluster: Cluster) -> Outcome:
     return out
 
 
+async def pulsar_sigkill(cluster: Cluster) -> Outcome:
+    out = Outcome("pulsar_sigkill")
+    reason = chaos_pulsar.unavailable()
+    if reason is not None:
+        out.extra["skipped"] = reason
+        return out
+    pulsar = chaos_pulsar.ChaosPulsar()
+    jvm_rss: list[float] = []
+
+    async def sample_jvm() -> None:
+        while True:
+            mb = pulsar.rss_mb()
+            if mb is not None:
+                jvm_rss.append(mb)
+            await asyncio.sleep(0.5)
+
+    sampler = asyncio.create_task(sample_jvm())
+    try:
+        try:
+            out.extra["pulsar_start_s"] = round(await pulsar.start(), 1)
+        except chaos_pulsar.FetchFailed as error:
+            out.extra["skipped"] = f"the Pulsar jars could not be fetched: {error}"
+            return out
+        # One fresh standalone per scenario, so the topic and the subscription are new.
+        cluster.stream_env.update(STREAM_URL=pulsar.ws_url, STREAM_NAME="chaos-pulsar-sigkill")
+        consumer = await cluster.start_consumer("consumer-1", **FAST_RECOVERY, LOG_PAYLOADS="true")
+        # First: a new Pulsar subscription starts at the end of the topic.
+        await consumer.wait_for(is_event("subscribed"), timeout=60)
+        outages: list[float] = []
+        after_healthy: list[float] = []
+        with RssSampler(cluster) as rss:
+            producer = await start_producer(cluster, PUBLISH_INTERVAL_SECONDS=PULSAR_RATE_INTERVAL)
+            for _ in range(PULSAR_KILLS):
+                await wait_receiving(consumer, timeout=60)
+                await asyncio.sleep(random.uniform(2.5, 4.0))  # a few seconds at the full rate
+                marker = len(consumer.lines)
+                killed_at = time.time()
+                await pulsar.kill9()
+                await pulsar.restart()  # same data dir and ports, waits for health
+                healthy_at = time.time()
+                first = await delivered_again(consumer, marker, timeout=90)
+                outages.append(first - killed_at)
+                after_healthy.append(first - healthy_at)
+            await settle(out, producer, [consumer], Ledger(), timeout=120)
+            rss.sample()
+        out.extra.update(pulsar_durability(producer, consumer))
+        out.max_takeover_s = round(max(outages), 3)
+        out.peak_rss_mb = rss.peak()
+        out.extra.update(
+            pulsar_kills=len(outages),
+            max_restart_to_healthy_s=round(max(pulsar.restart_seconds), 1),
+            max_healthy_to_first_delivery_s=round(max(after_healthy), 3),
+            pulsar_jvm_peak_rss_mb=round(max(jvm_rss, default=0.0), 1),
+            note=(
+                "Apache Pulsar 4.0.7 standalone (WebSocket API); max_takeover_s: kill -9 to the first "
+                "delivery after the restart (includes the JVM start); peak_rss_mb: our processes only"
+            ),
+        )
+        return out
+    finally:
+        sampler.cancel()
+        pulsar.close()  # SIGKILL of the JVM (its data is thrown away) and its directory removed
+
+
+def pulsar_durability(producer: Service, consumer: Service) -> dict[str, Any]:
+    """Finer than seqs: the exact message (id) Pulsar answered `ok` for must be delivered, and
+    duplicates are split by cause: a redelivery of the same message (the acknowledgement was not
+    yet persisted in the cursor when the JVM died) or a second stored copy (the producer resent
+    a message whose `ok` the kill swallowed)."""
+    acked = {str(line.get("message_id")) for line in producer.events("published")}
+    ids_by_seq: dict[int, list[str]] = {}
+    for line in consumer.events("received"):
+        props = line.get("properties") or {}
+        if props.get("producer_id") == PRODUCER_ID and str(props.get("seq", "")).isdigit():
+            ids_by_seq.setdefault(int(props["seq"]), []).append(str(line.get("message_id")))
+    delivered = {i for ids in ids_by_seq.values() for i in ids}
+    missing = sorted(acked - delivered)
+    return {
+        "acked_message_ids_not_delivered": len(missing),
+        **({"acked_message_ids_not_delivered_examples": missing[:10]} if missing else {}),
+        "duplicates_redelivered": sum(len(ids) - len(set(ids)) for ids in ids_by_seq.values()),
+        "duplicates_stored_twice": sum(len(set(ids)) - 1 for ids in ids_by_seq.values()),
+    }
+
+
 # -- runner ----------------------------------------------------------------------------------
 
 
@@ -439,24 +536,34 @@ SCENARIOS: list[tuple[str, Callable[[Cluster], Awaitable[Outcome]]]] = [
     ("proxy_drop", lambda c: proxy_fault(c, "drop")),
     ("proxy_freeze", lambda c: proxy_fault(c, "freeze")),
     ("slow_consumer", slow_consumer),
+    ("pulsar_sigkill", pulsar_sigkill),
 ]
 
 
 def table(outcomes: list[Outcome]) -> str:
     cols = ["scenario", "published", "received", "lost", "duplicates", "max_takeover_s", "peak_rss_mb"]
     rows = [[str(o.as_json()[c]) for c in cols] for o in outcomes]
+    for row, o in zip(rows, outcomes, strict=True):
+        if "skipped" in o.extra:
+            row[1:] = ["skipped", *["-"] * (len(cols) - 2)]
     widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(cols)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True))]
     lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in rows]
     for o in outcomes:
         if "error" in o.extra:
             lines.append(f"{o.scenario}: FAILED: {o.extra['error']}")
+        elif "skipped" in o.extra:
+            lines.append(f"{o.scenario}: skipped (not a failure): {o.extra['skipped']}")
     return "\n".join(lines)
 
 
 async def main(only: list[str]) -> int:
     started = time.monotonic()
     outcomes: list[Outcome] = []
+    unknown = sorted(set(only) - {n for n, _ in SCENARIOS})
+    if unknown:
+        print(f"chaos: unknown scenario(s) {', '.join(unknown)}; known: {', '.join(n for n, _ in SCENARIOS)}")
+        return 2
     chosen = [(n, b) for n, b in SCENARIOS if not only or n in only]
     for name, body in chosen:
         if time.monotonic() - started > TOTAL_TIMEOUT:
@@ -467,7 +574,14 @@ async def main(only: list[str]) -> int:
     RESULTS.write_text(json.dumps([o.as_json() for o in outcomes], indent=2) + "\n")
     print(table(outcomes))
     print(f"chaos: {time.monotonic() - started:.0f} s in all; results in {RESULTS}")
-    failed = [o for o in outcomes if o.lost or "error" in o.extra or o.extra.get("memory_flat") is False]
+    failed = [
+        o
+        for o in outcomes
+        if o.lost
+        or "error" in o.extra
+        or o.extra.get("memory_flat") is False
+        or o.extra.get("acked_message_ids_not_delivered")
+    ]
     if failed:
         print("chaos: FAILED: " + ", ".join(o.scenario for o in failed), file=sys.stderr)
         return 1
