@@ -14,7 +14,7 @@ import base64
 import contextlib
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import aiohttp
 
@@ -74,10 +74,17 @@ class Producer:
         self._backoff = backoff or Backoff(cap=connector.settings.reconnect_max_seconds)
         self.last_error: str | None = None
         self.fatal: StreamError | None = None
+        #: Called after every change of `connected`, `last_error` or `fatal` (no polling needed).
+        self.on_state: Callable[[], None] | None = None
 
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
+
+    def _state_changed(self) -> None:
+        metrics.BROKER_CONNECTED.set(1 if self._connected.is_set() else 0)
+        if self.on_state is not None:
+            self.on_state()
 
     @property
     def in_flight(self) -> int:
@@ -171,7 +178,7 @@ class Producer:
         await asyncio.gather(*(t for t in (self._supervisor, self._sweeper) if t), return_exceptions=True)
         await close_quietly(self._ws)
         self._connected.clear()
-        metrics.BROKER_CONNECTED.set(0)
+        self._state_changed()
         self._fail_all(ConnectionLost("producer closed before the broker answered"), reason="closed")
 
     # -- internals ---------------------------------------------------------------------------
@@ -187,7 +194,9 @@ class Producer:
                     log.error("producer cannot connect", error=str(error))
                     self.fatal = error
                     self._fail_all(error, reason=type(error).__name__)
+                    self._state_changed()
                     return
+                self._state_changed()
                 delay = self._backoff.next_delay()
                 log.warning(
                     "producer connection failed; retrying", error=str(error), retry_in=round(delay, 3)
@@ -206,17 +215,17 @@ class Producer:
                         pending.sent_on = self._generation
                         await ws.send_str(pending.frame)
                 self._connected.set()
-                metrics.BROKER_CONNECTED.set(1)
                 self.last_error = None
+                self._state_changed()
                 await self._read(ws)
             except (ConnectionError, aiohttp.ClientError, RuntimeError) as error:
                 self.last_error = f"connection lost: {error}"
             finally:
                 self._connected.clear()
-                metrics.BROKER_CONNECTED.set(0)
             if not self._closing:
                 if self.last_error is None:
                     self.last_error = "connection closed by the broker"
+                self._state_changed()
                 log.warning("producer connection lost; reconnecting", in_flight=len(self._pending))
 
     async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:

@@ -85,31 +85,26 @@ async def work(ctx: ServiceContext) -> None:
         }
 
     ctx.status.counters = counters
-    watcher: asyncio.Task[None] | None = None
+
+    def mirror_state() -> None:
+        """Keep /status and /readyz in step with the producer's connection."""
+        ctx.status.connected = producer.connected
+        ctx.status.last_error = producer.last_error
+        if producer.fatal is not None:
+            ctx.stopping.set()  # a refusal that retrying cannot fix: stop and exit non-zero
+
+    producer.on_state = mirror_state
     try:
         await ensure_stream(StreamAdmin(connector), ctx.stopping, ctx.status)
         await producer.start()
-        watcher = asyncio.create_task(_watch(producer, ctx))
         # Half the grace for answers in flight; the rest for closing (see runtime.py).
         await publisher.run(ctx.stopping, drain_seconds=settings.shutdown_timeout_seconds / 2)
         if producer.fatal is not None:
             raise producer.fatal
     finally:
-        if watcher is not None:
-            watcher.cancel()
         await producer.close(drain_seconds=0)
         await connector.close()
         ctx.status.connected = False
-
-
-async def _watch(producer: Producer, ctx: ServiceContext) -> None:
-    """Mirror the producer's connection into /status and /readyz."""
-    while True:
-        ctx.status.connected = producer.connected
-        ctx.status.last_error = producer.last_error
-        if producer.fatal is not None:
-            ctx.stopping.set()  # a refusal that retrying cannot fix: stop and exit non-zero
-        await asyncio.sleep(0.2)
 
 
 async def post_message(request: web.Request) -> web.Response:
