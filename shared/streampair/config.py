@@ -18,8 +18,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-SubscriptionType = Literal["Exclusive", "Shared", "Failover", "Key_Shared"]
-SUBSCRIPTION_TYPES: tuple[str, ...] = ("Exclusive", "Shared", "Failover", "Key_Shared")
+from streampair.protocol import SubscriptionType
+
 Port = Annotated[int, Field(ge=1, le=65535)]
 PositiveSeconds = Annotated[float, Field(gt=0, le=3600)]
 

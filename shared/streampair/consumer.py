@@ -22,18 +22,15 @@ import aiohttp
 
 from streampair import metrics
 from streampair.backoff import Backoff
-from streampair.config import SubscriptionType
 from streampair.connection import Connector, close_quietly, note_error_frame
 from streampair.errors import ConnectionLost, StreamError
 from streampair.logs import get_logger
 from streampair.naming import EndpointKind
+from streampair.protocol import MAX_RECEIVER_QUEUE, SubscriptionType
 
 log = get_logger("streampair.consumer")
 
 _quote = json.encoder.encode_basestring_ascii
-
-#: Pulsar caps receiverQueueSize at 1000 for WebSocket consumers.
-MAX_RECEIVER_QUEUE = 1000
 
 
 @dataclass(frozen=True)

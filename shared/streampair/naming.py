@@ -12,20 +12,9 @@ from typing import Literal
 from urllib.parse import quote, urlencode, urlsplit
 
 from streampair.config import StreamSettings
+from streampair.protocol import tenant_from_api_key
 
 EndpointKind = Literal["producer", "consumer", "reader"]
-
-#: jsC8's extractTenantName falls back to this tenant when there is no API key.
-DEFAULT_C8_TENANT = "_mm"
-
-
-def tenant_from_api_key(api_key: str | None) -> str:
-    """The tenant encoded in a Macrometa API key: the key split on '.', less its last two parts."""
-    if not api_key:
-        return DEFAULT_C8_TENANT
-    parts = api_key.split(".")
-    tenant = ".".join(parts[:-2])
-    return tenant or DEFAULT_C8_TENANT
 
 
 def _is_local_host(host: str) -> bool:

@@ -1,6 +1,7 @@
 import pytest
 from streampair.config import StreamSettings
-from streampair.naming import StreamAddress, tenant_from_api_key
+from streampair.naming import StreamAddress
+from streampair.protocol import tenant_from_api_key
 
 
 def test_pulsar_urls() -> None:
