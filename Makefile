@@ -26,7 +26,7 @@ lint: venv
 	$(VENV)/bin/ruff format --check shared services tests bench scripts
 
 typecheck: venv
-	$(VENV)/bin/mypy shared/streampair
+	$(VENV)/bin/mypy shared/streampair services/producer/producer services/consumer/consumer services/broker/broker
 
 test: lint typecheck
 	$(VENV)/bin/pytest

@@ -183,7 +183,7 @@ def is_event(*names: str) -> Callable[[dict[str, Any]], bool]:
 
 
 def is_busy(line: dict[str, Any]) -> bool:
-    return str(line.get("event", "")).startswith("subscription busy:")
+    return line.get("event") == "subscription_busy"
 
 
 async def role(svc: Service) -> str | None:
@@ -222,7 +222,7 @@ async def until(condition: Callable[[], bool], timeout: float) -> bool:
 async def delivered_again(consumer: Service, marker: int, timeout: float = 60.0) -> float:
     """Wall-clock time of the first delivery on a connection opened after log index `marker`."""
     connected = await consumer.wait_for(
-        lambda line: line.get("event") == "connected" and line.get("kind") == "consumer",
+        lambda line: line.get("event") == "connected" and line.get("endpoint") == "consumer",
         timeout=timeout,
         start=marker,
     )
@@ -241,7 +241,7 @@ async def settle(
     """Stop the producer (it finishes in-flight work), wait for delivery, count."""
     await producer.stop()
     published = set(published_seqs(producer))
-    failed = len(producer.events("publish failed"))
+    failed = len(producer.events("publish_failed"))
     deadline = time.monotonic() + timeout
     while True:
         got = ledger.all(*consumers)
@@ -290,7 +290,7 @@ async def consumer_sigkill(cluster: Cluster) -> Outcome:
             marker = len(standby.lines)
             killed_at = time.time()
             active.signal(signal.SIGKILL)
-            took = await standby.wait_for(is_event("took over the subscription"), timeout=30, start=marker)
+            took = await standby.wait_for(is_event("took_over"), timeout=30, start=marker)
             takeovers.append(log_time(took) - killed_at)
             first = await wait_receiving(standby, start=marker)
             resumes.append(log_time(first) - killed_at)

@@ -15,9 +15,9 @@ import os
 import signal
 import sys
 
-from streampair.config import StreamSettings
 from streampair.connection import Connector
 from streampair.consumer import Consumer
+from streampair.settings import ServiceSettings
 
 
 def emit(event: str, **fields: object) -> None:
@@ -27,9 +27,9 @@ def emit(event: str, **fields: object) -> None:
 
 async def main() -> None:
     delay = float(os.environ.get("CHAOS_DELAY_SECONDS", "0.02"))
-    settings = StreamSettings()
-    connector = Connector(settings)
-    consumer = Consumer(connector, settings.subscription_name, "Exclusive", consumer_name="slow-consumer")
+    connector = Connector(ServiceSettings().client_config())  # STREAM_URL etc. from the environment
+    subscription = os.environ.get("SUBSCRIPTION_NAME", "consumer-subscription")
+    consumer = Consumer(connector, subscription, "Exclusive", consumer_name="slow-consumer")
     loop = asyncio.get_running_loop()
     fast = asyncio.Event()
     loop.add_signal_handler(signal.SIGUSR1, fast.set)

@@ -115,9 +115,7 @@ async def takeover(cluster: Cluster, trials: int, standby_retry: str | None) -> 
         mark = len(standby.lines)
         killed_at = time.time()
         active.signal(signal.SIGKILL)
-        took = await standby.wait_for(
-            lambda line: line.get("event") == "took over the subscription", 15, mark
-        )
+        took = await standby.wait_for(lambda line: line.get("event") == "took_over", 15, mark)
         first = await standby.wait_for(
             lambda line: line.get("event") == "received", 15, standby.lines.index(took, mark)
         )

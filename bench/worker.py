@@ -32,14 +32,11 @@ def _emit(obj: dict[str, Any]) -> None:
 
 
 class Pacer:
-    """Due-message counting for a fixed rate: how many should have been sent by now."""
+    """A fixed rate: when each message is due."""
 
     def __init__(self, rate: float, start: float) -> None:
         self.rate = rate
         self.start = start
-
-    def due(self, now: float) -> int:
-        return int((now - self.start) * self.rate) + 1
 
     def wait_until(self, index: int) -> float:
         """Monotonic time at which message number `index` (0-based) is due."""
@@ -50,12 +47,11 @@ class Pacer:
 
 
 def _settings(spec: dict[str, Any]) -> Any:
-    from streampair.config import StreamSettings
+    from streampair.config import ClientConfig
 
-    return StreamSettings(
-        stream_url=spec["url"],
-        stream_name=spec["topic"],
-        log_level="warning",
+    return ClientConfig(
+        url=spec["url"],
+        stream=spec["topic"],
         connect_timeout_seconds=10,
     )
 

@@ -269,7 +269,7 @@ FAST = "0.02"
 
 
 def is_busy_warning(line: dict[str, Any]) -> bool:
-    return str(line.get("event", "")).startswith("subscription busy:") and line.get("level") == "warning"
+    return line.get("event") == "subscription_busy" and line.get("level") == "warning"
 
 
 async def active_and_standby(a: Service, b: Service, timeout: float = 30.0) -> tuple[Service, Service]:

@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
 from streampair import metrics
-from streampair.config import StreamSettings
+from streampair.config import ClientConfig
 from streampair.errors import (
     BrokerUnavailable,
     CertificateError,
@@ -37,6 +39,20 @@ log = get_logger("streampair.connection")
 MAX_FRAME_BYTES = 5 * 1024 * 1024 + 64 * 1024
 
 
+@dataclass(frozen=True)
+class ConnectionState:
+    """What a producer, consumer or reader reports to its `on_state` callback after each change."""
+
+    connected: bool
+    #: Why there is no connection (the last failure), None while connected.
+    error: str | None = None
+    #: A refusal that retrying cannot fix (wrong credentials, say): the owner should stop.
+    fatal: StreamError | None = None
+
+
+StateCallback = Callable[[ConnectionState], None]
+
+
 def attempt_result(error: BaseException | None) -> str:
     """The `result` label of `streampair_connection_attempts_total` for an outcome."""
     if error is None:
@@ -55,20 +71,21 @@ def attempt_result(error: BaseException | None) -> str:
 class Connector:
     """Credentials, TLS and error mapping for one stream on one broker."""
 
-    def __init__(self, settings: StreamSettings, session: aiohttp.ClientSession | None = None) -> None:
-        self.settings = settings
-        self.address = StreamAddress.from_settings(settings)
+    def __init__(self, config: ClientConfig, session: aiohttp.ClientSession | None = None) -> None:
+        self.config = config
+        self.address = StreamAddress.from_config(config)
         self._session = session
         self._own_session = session is None
         self._ssl: ssl.SSLContext | bool = True
-        if settings.stream_ca_bundle is not None:
-            self._ssl = ssl.create_default_context(cafile=str(settings.stream_ca_bundle))
+        if config.ca_bundle is not None:
+            self._ssl = ssl.create_default_context(cafile=str(config.ca_bundle))
+        metrics.CLIENT.register()
 
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self.settings.connect_timeout_seconds)
+                timeout=aiohttp.ClientTimeout(total=self.config.connect_timeout_seconds)
             )
             self._own_session = True
         return self._session
@@ -80,12 +97,12 @@ class Connector:
     # -- credentials -------------------------------------------------------------------------
 
     def rest_headers(self) -> dict[str, str]:
-        s = self.settings
-        if s.stream_backend == "macrometa" and s.c8_api_key is not None:
-            return {"Authorization": f"apikey {s.c8_api_key.get_secret_value()}"}
-        if s.stream_auth_token is not None:
-            scheme = "bearer" if s.stream_backend == "macrometa" else "Bearer"
-            return {"Authorization": f"{scheme} {s.stream_auth_token.get_secret_value()}"}
+        c = self.config
+        if c.backend == "macrometa" and c.api_key is not None:
+            return {"Authorization": f"apikey {c.api_key}"}
+        if c.auth_token is not None:
+            scheme = "bearer" if c.backend == "macrometa" else "Bearer"
+            return {"Authorization": f"{scheme} {c.auth_token}"}
         return {}
 
     async def one_time_password(self) -> str:
@@ -98,8 +115,7 @@ class Connector:
 
     async def ws_auth(self, params: dict[str, str]) -> dict[str, str]:
         """Headers for a WebSocket attempt; may add `otp` to `params`."""
-        s = self.settings
-        if s.stream_backend == "macrometa" and s.c8_api_key is not None:
+        if self.config.backend == "macrometa" and self.config.api_key is not None:
             params["otp"] = await self.one_time_password()
             return {}
         return self.rest_headers()
@@ -142,10 +158,10 @@ class Connector:
             ws = await self.session.ws_connect(
                 url,
                 headers=headers,
-                heartbeat=self.settings.heartbeat_seconds,
+                heartbeat=self.config.heartbeat_seconds,
                 max_msg_size=MAX_FRAME_BYTES,
                 ssl=self._ssl,
-                timeout=aiohttp.ClientWSTimeout(ws_close=self.settings.shutdown_timeout_seconds),
+                timeout=aiohttp.ClientWSTimeout(ws_close=self.config.shutdown_timeout_seconds),
                 autoping=True,
             )
         except aiohttp.WSServerHandshakeError as error:
@@ -171,9 +187,9 @@ class Connector:
         result = attempt_result(error)
         metrics.CONNECTION_ATTEMPTS.labels(result=result).inc()
         if error is None:
-            log.info("connected", kind=kind, url=url)
+            log.info("connected", endpoint=kind, url=url)
         else:
-            log.debug("connection attempt failed", kind=kind, url=url, result=result, error=str(error))
+            log.debug("connection_attempt_failed", endpoint=kind, url=url, result=result, error=str(error))
 
 
 def note_error_frame(kind: str, data: object) -> None:
@@ -184,12 +200,12 @@ def note_error_frame(kind: str, data: object) -> None:
     """
     detail = _describe(data) if isinstance(data, BaseException) else str(data)[:200]
     if not isinstance(data, aiohttp.WebSocketError):
-        log.warning("connection to the broker failed; reconnecting", endpoint=kind, detail=detail)
+        log.warning("connection_failed", endpoint=kind, detail=detail)
         return
     too_big = data.code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG
     label = "too_large" if too_big else "protocol_error"
     metrics.MALFORMED_FRAMES.labels(kind=label).inc()
-    log.warning("malformed frame from broker; reconnecting", kind=label, endpoint=kind, detail=detail)
+    log.warning("malformed_frame", kind=label, endpoint=kind, detail=detail, reconnecting=True)
 
 
 def _redact(url: str) -> str:

@@ -9,106 +9,26 @@ whether to wait as a standby or give up.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import contextlib
-import json
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from collections.abc import AsyncIterator
 
 import aiohttp
 
-from streampair import metrics
-from streampair.backoff import Backoff
-from streampair.connection import Connector, close_quietly, note_error_frame
+from streampair import metrics, protocol
+from streampair.backoff import Backoff, retry
+from streampair.connection import (
+    ConnectionState,
+    Connector,
+    StateCallback,
+    close_quietly,
+    note_error_frame,
+)
 from streampair.errors import ConnectionLost, StreamError
 from streampair.logs import get_logger
+from streampair.message import Message
 from streampair.naming import EndpointKind
 from streampair.protocol import MAX_RECEIVER_QUEUE, SubscriptionType
 
 log = get_logger("streampair.consumer")
-
-_quote = json.encoder.encode_basestring_ascii
-
-
-@dataclass(frozen=True)
-class Message:
-    """One delivered message. `id` is opaque: it is echoed to the broker exactly as received."""
-
-    id: str
-    data: bytes
-    properties: dict[str, str] = field(default_factory=dict)
-    key: str | None = None
-    publish_time: datetime | None = None
-    redelivery_count: int = 0
-    connection: int = 0  # which connection delivered it; an ack on a later one is meaningless
-
-    def text(self) -> str:
-        return self.data.decode("utf-8", errors="replace")
-
-
-class MalformedFrame(ValueError):
-    """A broker frame that is not a message we can hand out."""
-
-    def __init__(self, kind: str, detail: str) -> None:
-        super().__init__(detail)
-        self.kind = kind
-
-
-_publish_times: dict[str, datetime | None] = {}
-
-
-def _publish_time(text: str) -> datetime | None:
-    """Parsed publish time, memoised: messages published in the same millisecond share it."""
-    try:
-        return _publish_times[text]
-    except KeyError:
-        pass
-    try:
-        value: datetime | None = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        value = None
-    if len(_publish_times) >= 1024:
-        _publish_times.clear()
-    _publish_times[text] = value
-    return value
-
-
-def parse_message(raw: str | bytes, connection: int) -> Message:
-    try:
-        frame = json.loads(raw)
-    except ValueError:
-        raise MalformedFrame("not_json", "frame is not JSON") from None
-    if not isinstance(frame, dict):
-        raise MalformedFrame("not_object", "frame is not a JSON object")
-    message_id = frame.get("messageId")
-    if not isinstance(message_id, str) or not message_id:
-        raise MalformedFrame("missing_field", "frame has no messageId")
-    try:
-        data = base64.b64decode(frame.get("payload", ""), validate=True)
-    except (binascii.Error, ValueError, TypeError):
-        raise MalformedFrame("bad_payload", f"payload of {message_id} is not base64") from None
-    properties = frame.get("properties") or {}
-    if not isinstance(properties, dict):
-        raise MalformedFrame("bad_properties", "properties is not an object")
-    for value in properties.values():
-        if type(value) is not str:  # JSON keys are always strings; values almost always are
-            properties = {str(k): str(v) for k, v in properties.items()}
-            break
-    publish_time = frame.get("publishTime")
-    key = frame.get("key")
-    redelivery = frame.get("redeliveryCount", 0)
-    return Message(
-        id=message_id,
-        data=data,
-        properties=properties,
-        key=key if isinstance(key, str) else None,
-        publish_time=_publish_time(publish_time) if isinstance(publish_time, str) else None,
-        redelivery_count=redelivery if isinstance(redelivery, int) else 0,
-        connection=connection,
-    )
 
 
 class _Subscriber:
@@ -124,19 +44,25 @@ class _Subscriber:
         self._generation = 0
         self._closing = False
         self._closed = asyncio.Event()  # wakes a backoff sleep when interrupted
-        self._backoff = backoff or Backoff(cap=connector.settings.reconnect_max_seconds)
+        self._backoff = backoff or Backoff(cap=connector.config.reconnect_max_seconds)
         self.last_error: str | None = None
-        #: Called with True when a connection is established and False when it is gone.
-        self.on_connection: Callable[[bool], None] | None = None
+        #: Called after every change of the connection (no polling needed).
+        self.on_state: StateCallback | None = None
+        self._gauge = metrics.BROKER_CONNECTED.labels(endpoint=self.kind)
+        metrics.CONSUMER.register()
 
     @property
     def connected(self) -> bool:
         return self._ws is not None and not self._ws.closed
 
-    def _notify(self, connected: bool) -> None:
-        metrics.BROKER_CONNECTED.set(1 if connected else 0)
-        if self.on_connection is not None:
-            self.on_connection(connected)
+    @property
+    def state(self) -> ConnectionState:
+        return ConnectionState(self.connected, None if self.connected else self.last_error)
+
+    def _state_changed(self) -> None:
+        self._gauge.set(1 if self.connected else 0)
+        if self.on_state is not None:
+            self.on_state(self.state)
 
     def _subscription(self) -> str | None:
         return None
@@ -145,29 +71,28 @@ class _Subscriber:
         return {}
 
     async def connect(self) -> None:
-        """One attempt to open the WebSocket; raises the typed error of a refusal."""
-        ws = await self.connector.open(self.kind, self._subscription(), self._params())
+        """One attempt to open the connection; raises the typed error of a refusal."""
+        try:
+            ws = await self.connector.open(self.kind, self._subscription(), self._params())
+        except StreamError as error:
+            self.last_error = str(error)
+            raise
         await self._adopt(ws)
 
     async def connect_with_retry(self) -> None:
         """Connect, retrying retryable failures with backoff; refusals are raised."""
-        while True:
-            try:
-                await self.connect()
-                self._backoff.reset()
-                return
-            except StreamError as error:
-                self.last_error = str(error)
-                if not error.retryable or self._closing:
-                    raise
-                delay = self._backoff.next_delay()
-                log.warning(
-                    f"{self.kind} connection failed; retrying", error=str(error), retry_in=round(delay, 3)
-                )
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._closed.wait(), delay)
-                if self._closing:
-                    raise ConnectionLost(f"{self.kind} closed while reconnecting") from None
+
+        async def attempt() -> bool:
+            await self.connect()
+            return True
+
+        connected = await retry(attempt, stop=self._closed, backoff=self._backoff, on_retry=self._retrying)
+        if connected is None:
+            raise ConnectionLost(f"{self.kind} closed while reconnecting")
+
+    def _retrying(self, error: StreamError, delay: float) -> None:
+        self._state_changed()
+        log.warning(f"{self.kind}_connect_failed", error=str(error), retry_in=round(delay, 3))
 
     async def _adopt(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         if self._closing:  # closed while the handshake was under way: do not hold the subscription
@@ -178,7 +103,7 @@ class _Subscriber:
         self._queue = asyncio.Queue()
         self._ws = ws
         self.last_error = None
-        self._notify(True)
+        self._state_changed()
         self._reader = asyncio.create_task(
             self._read(ws, self._generation, self._queue), name=f"{self.kind}-reader"
         )
@@ -197,18 +122,18 @@ class _Subscriber:
                         note_error_frame(self.kind, frame.data)
                     continue
                 try:
-                    queue.put_nowait(parse_message(frame.data, generation))
-                except MalformedFrame as error:
+                    queue.put_nowait(protocol.parse_message(frame.data, generation))
+                except protocol.MalformedFrame as error:
                     # Counted and skipped: one bad frame must not cost the connection.
                     metrics.MALFORMED_FRAMES.labels(kind=error.kind).inc()
-                    log.warning("malformed frame from broker", kind=error.kind, detail=str(error))
+                    log.warning("malformed_frame", kind=error.kind, endpoint=self.kind, detail=str(error))
             reason = f"closed by the broker (code {ws.close_code})"
         except (aiohttp.ClientError, ConnectionError) as error:
             reason = f"connection error: {error}"
         except asyncio.CancelledError:
             raise  # dropped on purpose: whoever cancelled knows
         except Exception as error:  # never leave the iterator waiting on a dead connection
-            log.exception(f"{self.kind} reader failed")
+            log.exception(f"{self.kind}_reader_failed")
             reason = f"reader failed: {type(error).__name__}"
         finally:
             if not (task := asyncio.current_task()) or not task.cancelling():
@@ -223,15 +148,15 @@ class _Subscriber:
         await close_quietly(self._ws)
         self._ws = None
         if had_connection:
-            self._notify(False)
+            self._state_changed()
 
-    async def _send_frame(self, message: Message, frame: dict[str, Any] | str) -> bool:
+    async def _send_frame(self, message: Message, frame: str) -> bool:
         """Send an ack-like frame for `message` on the connection that delivered it."""
         ws = self._ws
         if ws is None or ws.closed or message.connection != self._generation:
             return False  # the broker redelivers it on the new connection
         try:
-            await ws.send_str(frame if isinstance(frame, str) else json.dumps(frame, separators=(",", ":")))
+            await ws.send_str(frame)
         except (ConnectionError, aiohttp.ClientError, RuntimeError):
             return False
         return True
@@ -252,7 +177,7 @@ class _Subscriber:
                 return
             # The connection is gone: messages it delivered and we did not ack come again.
             self.last_error = str(item)
-            log.warning(f"{self.kind} connection lost; reconnecting", error=str(item))
+            log.warning(f"{self.kind}_connection_lost", error=str(item))
             await self._drop_connection()
             if self._closing:
                 return
@@ -316,15 +241,14 @@ class Consumer(_Subscriber):
 
     async def ack(self, message: Message) -> bool:
         """Acknowledge; False if the delivering connection is gone (the broker will redeliver)."""
-        # Built by hand (one ack per message): the id is quoted and escaped as json.dumps would.
-        sent = await self._send_frame(message, '{"messageId":' + _quote(message.id) + "}")
+        sent = await self._send_frame(message, protocol.ack_frame(message.id))
         if sent:
             metrics.MESSAGES_ACKED.inc()
         return sent
 
     async def nack(self, message: Message) -> bool:
         """Ask for redelivery after the subscription's negative-ack delay."""
-        sent = await self._send_frame(message, {"type": "negativeAcknowledge", "messageId": message.id})
+        sent = await self._send_frame(message, protocol.nack_frame(message.id))
         if sent:
             metrics.MESSAGES_NACKED.inc()
         return sent
@@ -332,7 +256,7 @@ class Consumer(_Subscriber):
     async def unsubscribe(self) -> None:
         """Delete the subscription on the broker (its cursor and backlog), then close."""
         if self._ws is not None and not self._ws.closed:
-            await self._ws.send_str(json.dumps({"type": "unsubscribe"}))
+            await self._ws.send_str(protocol.UNSUBSCRIBE)
         await self.close()
 
 
@@ -376,4 +300,4 @@ class Reader(_Subscriber):
                 continue  # Pulsar's reader includes the start message id itself on resume
             self._last_id = message.id
             yield message
-            await self._send_frame(message, {"messageId": message.id})
+            await self._send_frame(message, protocol.ack_frame(message.id))

@@ -14,10 +14,6 @@ class StreamError(Exception):
     retryable: bool = False
 
 
-class ConfigError(StreamError):
-    """A setting is missing or has a wrong value."""
-
-
 class HandshakeError(StreamError):
     """The broker refused the WebSocket upgrade with an HTTP status."""
 

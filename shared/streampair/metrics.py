@@ -1,57 +1,85 @@
-"""Prometheus metrics of the stream client and the services, prefix `streampair_`.
+"""Prometheus metrics of the stream client, prefix `streampair_`.
 
-One process is one producer or one consumer, so metrics are module-level singletons in the
-default registry; labels are few and bounded (never a message id, key or URL).
+The series come in sets registered in the default registry by their first user: a process
+that only publishes exports the producer's series and not the consumer's. Labels are few and
+bounded (never a message id, key or URL). The services add their own series next to their
+code (the consumer's role and sequence checks live in the consumer service).
 """
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram, Info
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import disable_created_metrics as _disable_created_metrics
+from prometheus_client.registry import Collector
 
 from streampair import __version__
+
+# `_created` series double every counter for a timestamp nobody here reads.
+_disable_created_metrics()  # type: ignore[no-untyped-call]
 
 # Latency buckets from 0.5 ms to 10 s: loopback brokers answer in under a millisecond,
 # a remote GDN region in tens of milliseconds, a stalled one in seconds.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
-BUILD_INFO = Info("streampair_build", "Version and service of this process")
-BROKER_CONNECTED = Gauge("streampair_broker_connected", "1 while a WebSocket to the broker is open")
+
+class MetricSet:
+    """Series that are exported together, from the first time a user asks for them."""
+
+    def __init__(self, *collectors: Collector) -> None:
+        self.collectors = collectors
+        self._registries: set[int] = set()
+
+    def register(self, registry: CollectorRegistry = REGISTRY) -> None:
+        if id(registry) in self._registries:
+            return
+        for collector in self.collectors:
+            registry.register(collector)
+        self._registries.add(id(registry))
+
+
+BUILD_INFO = Info("streampair_build", "Version and service of this process", registry=None)
+BROKER_CONNECTED = Gauge(
+    "streampair_broker_connected",
+    "1 while a connection to the broker is open, by endpoint (producer, consumer, reader)",
+    ["endpoint"],
+    registry=None,
+)
 CONNECTION_ATTEMPTS = Counter(
     "streampair_connection_attempts",
-    "WebSocket connection attempts by result (ok, busy, unauthorized, not_found, invalid, unavailable)",
+    "Connection attempts by result (ok, busy, unauthorized, not_found, invalid, unavailable)",
     ["result"],
+    registry=None,
 )
-MESSAGES_PUBLISHED = Counter("streampair_messages_published", "Messages the broker acknowledged")
+MALFORMED_FRAMES = Counter(
+    "streampair_malformed_frames",
+    "Frames from the broker that could not be understood, by kind",
+    ["kind"],
+    registry=None,
+)
+CLIENT = MetricSet(BUILD_INFO, BROKER_CONNECTED, CONNECTION_ATTEMPTS, MALFORMED_FRAMES)
+
+MESSAGES_PUBLISHED = Counter(
+    "streampair_messages_published", "Messages the broker acknowledged", registry=None
+)
 PUBLISH_ERRORS = Counter(
-    "streampair_publish_errors", "Messages that could not be published, by reason", ["reason"]
+    "streampair_publish_errors", "Messages that could not be published, by reason", ["reason"], registry=None
 )
 PUBLISH_LATENCY = Histogram(
-    "streampair_publish_latency_seconds", "From send to the broker's answer", buckets=LATENCY_BUCKETS
-)
-MESSAGES_RECEIVED = Counter("streampair_messages_received", "Messages delivered to this consumer")
-MESSAGES_ACKED = Counter("streampair_messages_acked", "Acknowledgements sent")
-MESSAGES_NACKED = Counter("streampair_messages_nacked", "Negative acknowledgements sent")
-SUBSCRIPTION_REJECTIONS = Counter(
-    "streampair_subscription_rejections",
-    "Consumer handshakes the broker refused, by reason (consumer_busy, ...)",
-    ["reason"],
-)
-CONSUMER_ACTIVE = Gauge(
-    "streampair_consumer_active",
-    "1 while this process holds the subscription and receives",
-    ["subscription", "subscription_type"],
-)
-END_TO_END_LATENCY = Histogram(
-    "streampair_end_to_end_latency_seconds",
-    "From the producer's sent_at property to receipt by the consumer",
+    "streampair_publish_latency_seconds",
+    "From send to the broker's answer",
     buckets=LATENCY_BUCKETS,
+    registry=None,
 )
-DUPLICATES = Counter("streampair_duplicates", "Messages received again, by (producer_id, seq)")
-SEQUENCE_GAPS = Counter("streampair_sequence_gaps", "Sequence numbers skipped, summed over gaps")
-MALFORMED_FRAMES = Counter(
-    "streampair_malformed_frames", "Frames from the broker that could not be understood, by kind", ["kind"]
+PRODUCER = MetricSet(MESSAGES_PUBLISHED, PUBLISH_ERRORS, PUBLISH_LATENCY)
+
+MESSAGES_RECEIVED = Counter(
+    "streampair_messages_received", "Messages delivered to this consumer", registry=None
 )
+MESSAGES_ACKED = Counter("streampair_messages_acked", "Acknowledgements sent", registry=None)
+MESSAGES_NACKED = Counter("streampair_messages_nacked", "Negative acknowledgements sent", registry=None)
+CONSUMER = MetricSet(MESSAGES_RECEIVED, MESSAGES_ACKED, MESSAGES_NACKED)
 
 
 def set_build_info(service: str) -> None:
+    CLIENT.register()
     BUILD_INFO.info({"version": __version__, "service": service})

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import quote, urlencode, urlsplit
 
-from streampair.config import StreamSettings
+from streampair.config import ClientConfig
 from streampair.protocol import tenant_from_api_key
 
 EndpointKind = Literal["producer", "consumer", "reader"]
@@ -42,36 +42,35 @@ class StreamAddress:
     is_global: bool = True
 
     @classmethod
-    def from_settings(cls, settings: StreamSettings) -> StreamAddress:
-        parts = urlsplit(settings.stream_url)
+    def from_config(cls, config: ClientConfig) -> StreamAddress:
+        parts = urlsplit(config.url)
         secure = parts.scheme in ("https", "wss")
         host = parts.netloc
-        if settings.stream_backend == "macrometa":
+        if config.backend == "macrometa":
             hostname = parts.hostname or ""
             # GDN serves its API on api-{host}; a loopback broker (tests, demo) has no such name.
             if not hostname.startswith("api-") and not _is_local_host(hostname):
                 host = "api-" + host
-            api_key = settings.c8_api_key.get_secret_value() if settings.c8_api_key else None
-            scope = "global" if settings.stream_global else "local"
+            scope = "global" if config.global_stream else "local"
             return cls(
                 backend="macrometa",
                 http_base=f"{'https' if secure else 'http'}://{host}",
                 ws_base=f"{'wss' if secure else 'ws'}://{host}",
-                tenant=tenant_from_api_key(api_key),
-                namespace=f"c8{scope}.{settings.c8_fabric}",
-                topic=f"c8{scope}s.{settings.stream_name}",
-                stream=settings.stream_name,
-                fabric=settings.c8_fabric,
-                is_global=settings.stream_global,
+                tenant=tenant_from_api_key(config.api_key),
+                namespace=f"c8{scope}.{config.fabric}",
+                topic=f"c8{scope}s.{config.stream}",
+                stream=config.stream,
+                fabric=config.fabric,
+                is_global=config.global_stream,
             )
         return cls(
             backend="pulsar",
             http_base=f"{'https' if secure else 'http'}://{host}",
             ws_base=f"{'wss' if secure else 'ws'}://{host}",
-            tenant=settings.stream_tenant,
-            namespace=settings.stream_namespace,
-            topic=settings.stream_name,
-            stream=settings.stream_name,
+            tenant=config.tenant,
+            namespace=config.namespace,
+            topic=config.stream,
+            stream=config.stream,
         )
 
     @property

@@ -10,27 +10,26 @@ duplicate a message the broker had stored; consumers detect that by (producer_id
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 import aiohttp
 
-from streampair import metrics
-from streampair.backoff import Backoff
-from streampair.connection import Connector, close_quietly, note_error_frame
+from streampair import metrics, protocol
+from streampair.backoff import Backoff, retry
+from streampair.connection import (
+    ConnectionState,
+    Connector,
+    StateCallback,
+    close_quietly,
+    note_error_frame,
+)
 from streampair.errors import ConnectionLost, SendError, SendTimeout, StreamError
 from streampair.logs import get_logger
+from streampair.message import MessageId
 
 log = get_logger("streampair.producer")
-
-MessageId = str
-
-
-#: One encoder for properties and keys (compact, like Pulsar's own clients).
-_ENCODE = json.JSONEncoder(separators=(",", ":")).encode
 
 
 class _Pending:
@@ -69,22 +68,29 @@ class Producer:
         self._connected = asyncio.Event()
         self._drained = asyncio.Event()  # set when the last in-flight message is answered
         self._closing = False
+        self._stop = asyncio.Event()  # ends the supervisor's reconnect waits
         self._supervisor: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
-        self._backoff = backoff or Backoff(cap=connector.settings.reconnect_max_seconds)
+        self._backoff = backoff or Backoff(cap=connector.config.reconnect_max_seconds)
         self.last_error: str | None = None
         self.fatal: StreamError | None = None
-        #: Called after every change of `connected`, `last_error` or `fatal` (no polling needed).
-        self.on_state: Callable[[], None] | None = None
+        #: Called after every change of the connection (no polling needed).
+        self.on_state: StateCallback | None = None
+        self._gauge = metrics.BROKER_CONNECTED.labels(endpoint="producer")
+        metrics.PRODUCER.register()
 
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
 
+    @property
+    def state(self) -> ConnectionState:
+        return ConnectionState(self.connected, self.last_error, self.fatal)
+
     def _state_changed(self) -> None:
-        metrics.BROKER_CONNECTED.set(1 if self._connected.is_set() else 0)
+        self._gauge.set(1 if self._connected.is_set() else 0)
         if self.on_state is not None:
-            self.on_state()
+            self.on_state(self.state)
 
     @property
     def in_flight(self) -> int:
@@ -142,15 +148,9 @@ class Producer:
             raise self.fatal or ConnectionLost("producer is closed")
         self._next_context += 1
         context = str(self._next_context)
-        # The frame by hand: base64 and a decimal context need no escaping; properties and key
-        # go through one shared encoder (json.dumps with options builds a new one per call).
-        frame = '{"payload":"' + base64.b64encode(data).decode("ascii") + '","context":"' + context + '"'
-        if properties:
-            frame += ',"properties":' + _ENCODE(dict(properties))
-        if key is not None:
-            frame += ',"key":' + _ENCODE(key)
+        frame = protocol.send_frame(data, context, properties, key)
         future: asyncio.Future[MessageId] = asyncio.get_running_loop().create_future()
-        pending = _Pending(frame + "}", future, time.monotonic())
+        pending = _Pending(frame, future, time.monotonic())
         self._pending[context] = pending
         ws = self._ws
         if ws is not None and self._connected.is_set():
@@ -166,12 +166,13 @@ class Producer:
         if self._closing:
             return
         if drain_seconds is None:
-            drain_seconds = self.connector.settings.shutdown_timeout_seconds / 2
+            drain_seconds = self.connector.config.shutdown_timeout_seconds / 2
         if self._pending and self._connected.is_set() and drain_seconds > 0:
             self._drained.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._drained.wait(), drain_seconds)
         self._closing = True
+        self._stop.set()
         for task in (self._supervisor, self._sweeper):
             if task is not None:
                 task.cancel()
@@ -187,52 +188,59 @@ class Producer:
         params = {"producerName": self.name} if self.name else {}
         while not self._closing:
             try:
-                ws = await self.connector.open("producer", params=params)
-            except StreamError as error:
-                self.last_error = str(error)
-                if not error.retryable:
-                    log.error("producer cannot connect", error=str(error))
-                    self.fatal = error
-                    self._fail_all(error, reason=type(error).__name__)
-                    self._state_changed()
-                    return
-                self._state_changed()
-                delay = self._backoff.next_delay()
-                log.warning(
-                    "producer connection failed; retrying", error=str(error), retry_in=round(delay, 3)
+                ws = await retry(
+                    lambda: self.connector.open("producer", params=params),
+                    stop=self._stop,
+                    backoff=self._backoff,
+                    on_retry=self._retrying,
                 )
-                await asyncio.sleep(delay)
-                continue
-            self._backoff.reset()
-            self._ws = ws
-            self._generation += 1
-            try:
-                # Resend, in order, everything not yet written to this connection, including
-                # sends that arrive while we resend; `connected` is set with no await after the
-                # last check, so no send can fall between the two.
-                while unsent := [p for p in self._pending.values() if p.sent_on != self._generation]:
-                    for pending in unsent:
-                        pending.sent_on = self._generation
-                        await ws.send_str(pending.frame)
-                self._connected.set()
-                self.last_error = None
+            except StreamError as error:  # a refusal retrying cannot fix
+                log.error("producer_refused", error=str(error))
+                self.last_error = str(error)
+                self.fatal = error
+                self._fail_all(error, reason=type(error).__name__)
                 self._state_changed()
-                await self._read(ws)
-            except (ConnectionError, aiohttp.ClientError, RuntimeError) as error:
-                self.last_error = f"connection lost: {error}"
-            finally:
-                self._connected.clear()
-            if not self._closing:
-                if self.last_error is None:
-                    self.last_error = "connection closed by the broker"
-                self._state_changed()
-                log.warning("producer connection lost; reconnecting", in_flight=len(self._pending))
+                return
+            if ws is None:
+                return  # closing
+            await self._run(ws)
+
+    def _retrying(self, error: StreamError, delay: float) -> None:
+        self.last_error = str(error)
+        self._state_changed()
+        log.warning("producer_connect_failed", error=str(error), retry_in=round(delay, 3))
+
+    async def _run(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        """Use one connection until it is lost."""
+        self._ws = ws
+        self._generation += 1
+        try:
+            # Resend, in order, everything not yet written to this connection, including
+            # sends that arrive while we resend; `connected` is set with no await after the
+            # last check, so no send can fall between the two.
+            while unsent := [p for p in self._pending.values() if p.sent_on != self._generation]:
+                for pending in unsent:
+                    pending.sent_on = self._generation
+                    await ws.send_str(pending.frame)
+            self._connected.set()
+            self.last_error = None
+            self._state_changed()
+            await self._read(ws)
+        except (ConnectionError, aiohttp.ClientError, RuntimeError) as error:
+            self.last_error = f"connection lost: {error}"
+        finally:
+            self._connected.clear()
+        if not self._closing:
+            if self.last_error is None:
+                self.last_error = "connection closed by the broker"
+            self._state_changed()
+            log.warning("producer_connection_lost", in_flight=len(self._pending), error=self.last_error)
 
     async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         release = self._window.release
         observe = metrics.PUBLISH_LATENCY.observe
         published = metrics.MESSAGES_PUBLISHED
-        loads = json.loads
+        parse = protocol.parse_answer
         text = aiohttp.WSMsgType.TEXT
         async for msg in ws:
             if msg.type != text:
@@ -240,20 +248,17 @@ class Producer:
                     note_error_frame("producer", msg.data)
                 continue
             try:
-                answer = loads(msg.data)
-                context = answer.get("context")
-                result = answer["result"]
-            except (ValueError, KeyError, AttributeError, TypeError):
-                metrics.MALFORMED_FRAMES.labels(kind="producer_answer").inc()
-                log.warning("malformed answer from broker", frame=str(msg.data)[:200])
+                answer = parse(msg.data)
+            except protocol.MalformedFrame as error:
+                metrics.MALFORMED_FRAMES.labels(kind=error.kind).inc()
+                log.warning("malformed_frame", kind=error.kind, frame=str(msg.data)[:200])
                 continue
-            pending = self._pending.pop(context, None) if isinstance(context, str) else None
+            context = answer.context
+            pending = self._pending.pop(context, None) if context is not None else None
             if pending is None:
-                if result != "ok":
+                if not answer.ok:
                     # Pulsar answers a frame it could not parse without a context (send-error:3).
-                    log.warning(
-                        "broker reported an uncorrelated error", result=result, error=answer.get("errorMsg")
-                    )
+                    log.warning("uncorrelated_send_error", result=answer.result, error=answer.error)
                 elif self._issued(context):
                     continue  # a late answer to a message that already timed out: not malformed
                 metrics.MALFORMED_FRAMES.labels(kind="unknown_context").inc()
@@ -263,17 +268,21 @@ class Producer:
                 self._drained.set()
             if pending.future.done():
                 continue
-            if result == "ok":
+            if answer.ok:
                 published.inc()
                 observe(time.monotonic() - pending.started)
-                pending.future.set_result(str(answer.get("messageId", "")))
+                pending.future.set_result(answer.message_id)
             else:
-                code = str(result).removeprefix("send-error:")
-                metrics.PUBLISH_ERRORS.labels(reason=f"send_error_{code}"[:32]).inc()
-                pending.future.set_exception(SendError(code, str(answer.get("errorMsg", ""))))
+                metrics.PUBLISH_ERRORS.labels(reason=f"send_error_{answer.code}"[:32]).inc()
+                pending.future.set_exception(SendError(answer.code, answer.error))
 
-    def _issued(self, context: object) -> bool:
-        return isinstance(context, str) and context.isdigit() and 0 < int(context) <= self._next_context
+    def _issued(self, context: str | None) -> bool:
+        return (
+            context is not None
+            and context.isascii()
+            and context.isdigit()
+            and 0 < int(context) <= self._next_context
+        )
 
     async def _sweep_timeouts(self) -> None:
         """Fail messages older than send_timeout; one timer for all instead of one per send."""

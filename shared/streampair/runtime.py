@@ -19,16 +19,16 @@ import signal
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from streampair import __version__, metrics
-from streampair.config import StreamSettings
 from streampair.errors import StreamError
 from streampair.logs import configure_logging, get_logger
 from streampair.naming import StreamAddress
+from streampair.settings import ServiceSettings
 
 log = get_logger("streampair.runtime")
 
@@ -44,26 +44,53 @@ class ServiceExit(Exception):
         self.code = code
 
 
+#: What a process is doing: a consumer is `connecting`, `active` or `standby`; a producer `producer`.
+Role = Literal["connecting", "active", "standby", "producer"]
+
+_KEEP: Any = object()
+
+
 @dataclass
 class ServiceStatus:
-    """What /status and /readyz report; the worker keeps it current."""
+    """What /status and /readyz report. The service's worker is its one owner: it calls `update`."""
 
     service: str
-    settings: StreamSettings
-    role: str = "connecting"
+    #: Fixed facts shown in /status (stream, topic, subscription, ...).
+    details: dict[str, Any] = field(default_factory=dict)
+    role: Role = "connecting"
     connected: bool = False
     last_error: str | None = None
     stopping: bool = False
     started_at: float = field(default_factory=time.time)
     counters: Callable[[], dict[str, Any]] = field(default=dict)
-    extra: dict[str, Any] = field(default_factory=dict)
+    #: Called after every `update`, e.g. to export the role as a metric.
+    on_update: Callable[[ServiceStatus], None] | None = None
 
     @property
     def ready(self) -> bool:
         return self.connected and not self.stopping
 
+    def update(
+        self,
+        *,
+        role: Role | None = None,
+        connected: bool | None = None,
+        error: str | None = _KEEP,
+        stopping: bool | None = None,
+    ) -> None:
+        """Change what is given; `error=None` clears the last error."""
+        if role is not None:
+            self.role = role
+        if connected is not None:
+            self.connected = connected
+        if error is not _KEEP:
+            self.last_error = error
+        if stopping is not None:
+            self.stopping = stopping
+        if self.on_update is not None:
+            self.on_update(self)
+
     def as_json(self) -> dict[str, Any]:
-        address = StreamAddress.from_settings(self.settings)
         return {
             "service": self.service,
             "version": __version__,
@@ -72,15 +99,10 @@ class ServiceStatus:
             "connection": "connected"
             if self.connected
             else ("stopping" if self.stopping else "disconnected"),
-            "backend": self.settings.stream_backend,
-            "stream": self.settings.stream_name,
-            "topic": address.full_topic,
-            "subscription": self.settings.subscription_name,
-            "subscription_type": self.settings.subscription_type,
+            **self.details,
             "last_error": self.last_error,
             "uptime_seconds": round(time.time() - self.started_at, 3),
             "counters": self.counters(),
-            **self.extra,
         }
 
 
@@ -88,10 +110,9 @@ class ServiceStatus:
 class ServiceContext:
     """Handed to the worker: its settings, its status to keep current, and the stop signal."""
 
-    settings: StreamSettings
+    settings: ServiceSettings
     status: ServiceStatus
     stopping: asyncio.Event
-    app: web.Application
 
 
 Worker = Callable[[ServiceContext], Coroutine[Any, Any, None]]
@@ -114,7 +135,7 @@ async def json_errors(
         headers = {"Allow": error.headers["Allow"]} if "Allow" in error.headers else None
         return web.Response(status=error.status, text=body, content_type="application/json", headers=headers)
     except Exception:
-        log.exception("unhandled error in HTTP handler", path=request.path)
+        log.exception("http_handler_failed", path=request.path)
         return web.json_response({"error": "internal error", "status": 500}, status=500)
 
 
@@ -124,16 +145,24 @@ class ServiceRuntime:
     def __init__(
         self,
         service: str,
-        settings: StreamSettings,
+        settings: ServiceSettings,
         worker: Worker,
         *,
         routes: Iterable[web.RouteDef] = (),
         max_body_bytes: int = 1024 * 1024,
+        status: ServiceStatus | None = None,
     ) -> None:
         self.service = service
         self.settings = settings
         self.worker = worker
-        self.status = ServiceStatus(service=service, settings=settings)
+        self.status = status or ServiceStatus(service)
+        address = StreamAddress.from_config(settings.client_config())
+        self.status.details = {
+            "backend": settings.stream_backend,
+            "stream": settings.stream_name,
+            "topic": address.full_topic,
+            **self.status.details,
+        }
         self.app = web.Application(middlewares=[json_errors], client_max_size=max_body_bytes)
         self.app.add_routes(
             [
@@ -193,26 +222,28 @@ class ServiceRuntime:
             await site.start()
         except OSError as error:
             log.error(
-                "cannot listen", host=self.settings.http_host, port=self.settings.http_port, error=str(error)
+                "cannot_listen", host=self.settings.http_host, port=self.settings.http_port, error=str(error)
             )
             await runner.cleanup()
             return 1
         log.info("listening", port=self.settings.http_port, settings=self.settings.describe())
+        for given, meant in self.settings.misspelt_variables().items():
+            log.warning("unknown_setting", variable=given, did_you_mean=meant)
         self.listening.set()
         ticker = asyncio.create_task(self._tick())
-        ctx = ServiceContext(self.settings, self.status, stopping, self.app)
+        ctx = ServiceContext(self.settings, self.status, stopping)
         worker = asyncio.create_task(self.worker(ctx), name=f"{self.service}-worker")
         stop_wait = asyncio.create_task(stopping.wait())
         await asyncio.wait({worker, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
         code = 0
-        self.status.stopping = True
+        self.status.update(stopping=True)
         stopping.set()
         if not worker.done():
             log.info("stopping", grace_seconds=self.settings.shutdown_timeout_seconds)
             # The worker's own outcome is read below; here we only bound the wait.
             await asyncio.wait({worker}, timeout=self.settings.shutdown_timeout_seconds)
             if not worker.done():
-                log.warning("worker did not stop in time; cancelling")
+                log.warning("worker_stop_timeout", action="cancelled")
                 worker.cancel()
                 await asyncio.gather(worker, return_exceptions=True)
         failure = worker.exception() if worker.done() and not worker.cancelled() else None
@@ -221,13 +252,14 @@ class ServiceRuntime:
         elif isinstance(failure, StreamError):
             # Expected failures (a wrong API key, an untrusted certificate): one clear line.
             log.error(
-                "stopped by an error retrying cannot fix",
+                "stopped_by_error",
+                message="stopped by an error retrying cannot fix",
                 error=str(failure),
                 error_type=type(failure).__name__,
             )
             code = 1
         elif failure is not None:
-            log.error("worker failed", error_type=type(failure).__name__, exc_info=failure)
+            log.error("worker_failed", error_type=type(failure).__name__, exc_info=failure)
             code = 1
         ticker.cancel()
         stop_wait.cancel()

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from aiohttp import WSMsgType, web
 from prometheus_client import REGISTRY
-from streampair.config import StreamSettings
+from streampair.config import ClientConfig
 from streampair.connection import Connector
 from streampair.consumer import Consumer, Reader
 from streampair.errors import BrokerUnavailable, SendError, StreamNotFound, SubscriptionBusy, Unauthorized
@@ -21,9 +21,9 @@ from tests.conftest import serve_app
 TOPIC = "/ws/v2/{kind}/persistent/public/default/streamQuickstart"
 
 
-def settings(base: str, **kw: Any) -> StreamSettings:
-    return StreamSettings(
-        stream_url=base.replace("http://", "ws://"), heartbeat_seconds=2, reconnect_max_seconds=0.2, **kw
+def settings(base: str, **kw: Any) -> ClientConfig:
+    return ClientConfig(
+        url=base.replace("http://", "ws://"), heartbeat_seconds=2, reconnect_max_seconds=0.2, **kw
     )
 
 
@@ -277,7 +277,7 @@ async def test_reader_sends_message_id_and_acks_for_permits() -> None:
 
 
 async def test_unreachable_broker_is_retryable() -> None:
-    connector = Connector(StreamSettings(stream_url="ws://127.0.0.1:9", connect_timeout_seconds=2))
+    connector = Connector(ClientConfig(url="ws://127.0.0.1:9", connect_timeout_seconds=2))
     with pytest.raises(BrokerUnavailable) as info:
         await connector.open("producer")
     assert info.value.retryable

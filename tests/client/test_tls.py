@@ -11,7 +11,7 @@ import pytest
 import trustme
 from aiohttp import web
 from streampair.admin import StreamAdmin
-from streampair.config import StreamSettings
+from streampair.config import ClientConfig
 from streampair.connection import Connector
 from streampair.errors import CertificateError
 from streampair.producer import Producer
@@ -56,7 +56,7 @@ async def tls_broker(tmp_path: Path) -> AsyncIterator[tuple[str, Path, list[str]
 
 async def test_wss_and_https_with_a_ca_bundle(tls_broker: tuple[str, Path, list[str]]) -> None:
     url, ca_file, schemes = tls_broker
-    connector = Connector(StreamSettings(stream_url=url, stream_ca_bundle=ca_file))
+    connector = Connector(ClientConfig(url=url, ca_bundle=ca_file))
     assert await StreamAdmin(connector).ensure_stream() is True
     async with Producer(connector) as p:
         assert await p.send("over tls") == "tls-1"
@@ -68,7 +68,7 @@ async def test_an_unknown_ca_is_a_clear_certificate_error_not_a_fallback(
     tls_broker: tuple[str, Path, list[str]],
 ) -> None:
     url, _, schemes = tls_broker
-    connector = Connector(StreamSettings(stream_url=url))
+    connector = Connector(ClientConfig(url=url))
     with pytest.raises(CertificateError) as info:
         await connector.open("producer")
     assert "could not be verified" in str(info.value) and "STREAM_CA_BUNDLE" in str(info.value)

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import aiohttp
 import pytest
 from broker.testing import running_broker
-from streampair.config import StreamSettings
+from streampair.config import ClientConfig
 from streampair.connection import Connector
 
 from tests.pulsar_target import pulsar_service
@@ -75,8 +75,8 @@ class Target:
 
     # -- the library -------------------------------------------------------------------------
 
-    def settings(self, topic: str, **extra: Any) -> StreamSettings:
-        return StreamSettings(stream_backend="pulsar", stream_url=self.ws, stream_name=topic, **extra)
+    def settings(self, topic: str, **extra: Any) -> ClientConfig:
+        return ClientConfig(backend="pulsar", url=self.ws, stream=topic, **extra)
 
     def connector(self, topic: str) -> Connector:
         """A Connector on its own session (closed by the Connector's owner, see `connectors`)."""

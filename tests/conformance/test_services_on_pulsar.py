@@ -43,8 +43,8 @@ async def test_exclusive_standby_takes_over_after_sigkill_and_nothing_is_lost_on
         c2 = await cluster.start_consumer("consumer-2")
         active, standby = await active_and_standby(c1, c2)
         warning = await standby.wait_for(is_busy_warning)
-        assert warning["event"] == (
-            f"subscription busy: another consumer holds Exclusive subscription '{subscription}' "
+        assert warning["message"] == (
+            f"another consumer holds Exclusive subscription '{subscription}' "
             f"on '{stream}'; waiting as standby"
         )
 
@@ -56,7 +56,7 @@ async def test_exclusive_standby_takes_over_after_sigkill_and_nothing_is_lost_on
         assert standby.events("received") == []
 
         active.signal(signal.SIGKILL)
-        await standby.wait_for(lambda line: line.get("event") == "took over the subscription", timeout=20)
+        await standby.wait_for(lambda line: line.get("event") == "took_over", timeout=20)
         mark = len(standby.lines)
         await standby.wait_for(lambda line: line.get("event") == "received", start=mark, timeout=20)
 

@@ -24,8 +24,8 @@ async def test_one_active_one_standby_then_sigkill_takeover_loses_nothing(cluste
     producer = await cluster.start_producer(PUBLISH_INTERVAL_SECONDS=FAST)
 
     warning = await standby.wait_for(is_busy_warning)
-    assert warning["event"] == (
-        "subscription busy: another consumer holds Exclusive subscription 'consumer-subscription' "
+    assert warning["message"] == (
+        "another consumer holds Exclusive subscription 'consumer-subscription' "
         "on 'streamQuickstart'; waiting as standby"
     )
     await active.wait_for(lambda line: line.get("event") == "received")
@@ -42,7 +42,7 @@ async def test_one_active_one_standby_then_sigkill_takeover_loses_nothing(cluste
     assert standby.events("received") == []
 
     active.signal(signal.SIGKILL)
-    await standby.wait_for(lambda line: line.get("event") == "took over the subscription", timeout=15)
+    await standby.wait_for(lambda line: line.get("event") == "took_over", timeout=15)
     await standby.wait_for(lambda line: line.get("event") == "received")
 
     published = await stop_producer_and_collect(producer)
@@ -65,7 +65,7 @@ async def test_sigterm_of_the_active_consumer_exits_cleanly_and_the_standby_take
 
     active.signal(signal.SIGTERM)
     assert await active.wait_exit(10) == 0  # the graceful shutdown fits docker stop's 10 s
-    await standby.wait_for(lambda line: line.get("event") == "took over the subscription", timeout=15)
+    await standby.wait_for(lambda line: line.get("event") == "took_over", timeout=15)
 
     published = await stop_producer_and_collect(producer)
     await all_received(published, active, standby)
@@ -79,7 +79,7 @@ async def test_on_busy_exit_ends_the_second_consumer_with_status_3(cluster: Clus
     second = await cluster.start_consumer("consumer-2", ON_BUSY="exit")
     assert await second.wait_exit(15) == 3
     line = await second.wait_for(lambda line: line.get("level") == "error")
-    assert line["event"].startswith("subscription busy:") and "exiting (ON_BUSY=exit)" in line["event"]
+    assert line["event"] == "subscription_busy" and "exiting (ON_BUSY=exit)" in line["message"]
 
 
 async def _metrics(service: object) -> str:

@@ -45,7 +45,7 @@ async def test_exclusive_story_with_api_key_otp_and_c8_naming(cluster: Cluster) 
             assert r.status == 401  # no key, no answer
 
     active.signal(signal.SIGKILL)
-    await standby.wait_for(lambda line: line.get("event") == "took over the subscription", timeout=15)
+    await standby.wait_for(lambda line: line.get("event") == "took_over", timeout=15)
     published = await stop_producer_and_collect(producer)
     await all_received(published, active, standby)
     for svc in (producer, c1, c2):

@@ -17,7 +17,7 @@ from broker.settings import BrokerSettings
 from consumer.settings import ConsumerSettings
 from producer.settings import ProducerSettings
 from pydantic_settings import BaseSettings
-from streampair.config import StreamSettings, load_settings
+from streampair.settings import ServiceSettings, load_settings
 
 from tests.harness import ROOT, base_env
 
@@ -31,6 +31,7 @@ SHARED: list[tuple[str, str]] = [
     ("STREAM_URL", "ws://"),
     ("STREAM_URL", "ws://localhost:99999"),
     ("STREAM_NAME", "bad name/with slash"),
+    ("STREAM_NAME", ".."),
     ("STREAM_TENANT", "a/b"),
     ("STREAM_NAMESPACE", ""),
     ("C8_FABRIC", "fab ric"),
@@ -39,8 +40,6 @@ SHARED: list[tuple[str, str]] = [
     ("STREAM_AUTH_TOKEN", "tok\x01en"),
     ("STREAM_CA_BUNDLE", "/nonexistent/ca.pem"),
     ("STREAM_CA_BUNDLE", NOT_PEM),
-    ("SUBSCRIPTION_NAME", "sub scription"),
-    ("SUBSCRIPTION_TYPE", "exclusive"),
     ("HTTP_PORT", "0"),
     ("HTTP_PORT", "http"),
     ("HTTP_HOST", "not a host"),
@@ -60,6 +59,8 @@ PRODUCER: list[tuple[str, str]] = [
     ("MAX_BODY_BYTES", "10"),
 ]
 CONSUMER: list[tuple[str, str]] = [
+    ("SUBSCRIPTION_NAME", "sub scription"),
+    ("SUBSCRIPTION_TYPE", "exclusive"),
     ("STANDBY_RETRY_SECONDS", "0"),
     ("ON_BUSY", "crash"),
     ("CONSUMER_NAME", ""),
@@ -114,7 +115,7 @@ def test_a_wrong_value_exits_2_with_one_line_naming_it(
     clean_env(monkeypatch, cls)
     monkeypatch.setenv(variable, value)
     with pytest.raises(SystemExit) as info:
-        load_settings(cls, f"streampair-{service}")
+        load_settings(cls, f"streampair-{service}", argv=[])
     assert info.value.code == 2
     err = capsys.readouterr().err
     lines = err.strip().splitlines()
@@ -134,7 +135,7 @@ def test_the_table_covers_every_setting(cls: type[BaseSettings], table: list[tup
     if cls is BrokerSettings:
         covered |= BROKER_COMMAND
     assert {name.upper() for name in cls.model_fields} <= covered
-    assert {name.upper() for name in StreamSettings.model_fields} <= covered or cls is BrokerSettings
+    assert {name.upper() for name in ServiceSettings.model_fields} <= covered or cls is BrokerSettings
 
 
 def run(module: str, **env: str) -> subprocess.CompletedProcess[str]:

@@ -6,10 +6,8 @@ import asyncio
 
 import pytest
 from aiohttp import web
-from producer.app import ensure_stream
-from streampair.admin import StreamAdmin
-from streampair.config import StreamSettings
-from streampair.connection import Connector
+from producer.app import ProducerService
+from producer.settings import ProducerSettings
 from streampair.errors import InvalidRequest
 from streampair.runtime import ServiceStatus
 
@@ -30,14 +28,12 @@ async def run_with(statuses: list[int]) -> tuple[ServiceStatus, list[int]]:
     app = web.Application()
     app.router.add_put(TOPIC, put)
     async with serve_app(app) as base:
-        settings = StreamSettings(stream_url=base)
-        connector = Connector(settings)
-        status = ServiceStatus("producer", settings)
+        service = ProducerService(ProducerSettings(stream_url=base.replace("http://", "ws://")))
         try:
-            await asyncio.wait_for(ensure_stream(StreamAdmin(connector), asyncio.Event(), status), 20)
+            await asyncio.wait_for(service.ensure_stream(asyncio.Event()), 20)
         finally:
-            await connector.close()
-    return status, answered
+            await service.connector.close()
+    return service.status, answered
 
 
 async def test_created_or_existing_is_fine() -> None:

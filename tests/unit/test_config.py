@@ -2,11 +2,12 @@ import subprocess
 import sys
 
 import pytest
-from streampair.config import StreamSettings, format_validation_error, load_settings
+from consumer.settings import ConsumerSettings
+from streampair.settings import ServiceSettings, format_validation_error, load_settings
 
 
 def test_defaults_match_the_documented_ones(monkeypatch: pytest.MonkeyPatch) -> None:
-    s = StreamSettings()
+    s = ConsumerSettings()
     assert s.stream_backend == "pulsar"
     assert s.stream_url == "ws://localhost:8080"
     assert s.stream_name == "streamQuickstart"
@@ -21,10 +22,12 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SUBSCRIPTION_TYPE", "Key_Shared")
     monkeypatch.setenv("STREAM_GLOBAL", "false")
     monkeypatch.setenv("LOG_LEVEL", "DEBUG")
-    s = StreamSettings()
+    monkeypatch.setenv("LOG_FORMAT", "JSON")
+    s = ConsumerSettings()
     assert s.subscription_type == "Key_Shared"
     assert s.stream_global is False
     assert s.log_level == "debug"
+    assert s.log_format == "json"
 
 
 @pytest.mark.parametrize(
@@ -46,7 +49,10 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
             "/nonexistent/ca.pem",
             "STREAM_CA_BUNDLE: must be the path of a readable PEM file",
         ),
-        ("STREAM_NAME", "a/b", "STREAM_NAME"),
+        ("STREAM_NAME", "a/b", "STREAM_NAME: may hold only letters, digits, '_' and '-' and '.'"),
+        ("STREAM_NAME", "..", "STREAM_NAME: must not be only dots"),
+        ("STREAM_NAME", ".", "STREAM_NAME: must not be only dots"),
+        ("STREAM_NAMESPACE", "..", "STREAM_NAMESPACE: must not be only dots"),
     ],
 )
 def test_a_wrong_value_exits_2_with_one_line(
@@ -58,7 +64,7 @@ def test_a_wrong_value_exits_2_with_one_line(
 ) -> None:
     monkeypatch.setenv(variable, value)
     with pytest.raises(SystemExit) as exit_info:
-        load_settings(StreamSettings, "streampair-test")
+        load_settings(ConsumerSettings, "streampair-test", argv=[])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1, err
@@ -67,7 +73,7 @@ def test_a_wrong_value_exits_2_with_one_line(
 
 
 def test_describe_says_a_secret_is_set_without_its_value() -> None:
-    described = StreamSettings(c8_api_key="tenant.key.id.s3cr3t-value").describe()  # type: ignore[arg-type]
+    described = ServiceSettings(c8_api_key="tenant.key.id.s3cr3t-value").describe()  # type: ignore[arg-type]
     assert described["c8_api_key"] == "set"
     assert described["stream_auth_token"] is None
     assert "s3cr3t" not in repr(described)
@@ -76,7 +82,7 @@ def test_describe_says_a_secret_is_set_without_its_value() -> None:
 def test_secret_validation_error_hides_the_input(monkeypatch: pytest.MonkeyPatch) -> None:
     from pydantic import SecretStr, ValidationError, field_validator
 
-    class Strict(StreamSettings):
+    class Strict(ServiceSettings):
         @field_validator("stream_auth_token")
         @classmethod
         def _len(cls, v: SecretStr | None) -> SecretStr | None:
@@ -93,7 +99,10 @@ def test_secret_validation_error_hides_the_input(monkeypatch: pytest.MonkeyPatch
 
 
 def test_entrypoint_exit_status_is_2_without_traceback() -> None:
-    code = "from streampair.config import StreamSettings, load_settings; load_settings(StreamSettings, 'svc')"
+    code = (
+        "from consumer.settings import ConsumerSettings as C; "
+        "from streampair.settings import load_settings; load_settings(C, 'svc')"
+    )
     proc = subprocess.run(
         [sys.executable, "-c", code],
         env={"SUBSCRIPTION_TYPE": "Bogus", "PATH": "/usr/bin"},
@@ -112,7 +121,29 @@ def test_credentials_in_the_url_are_refused_and_not_echoed(
 ) -> None:
     monkeypatch.setenv("STREAM_URL", url)
     with pytest.raises(SystemExit) as exit_info:
-        load_settings(StreamSettings, "svc")
+        load_settings(ServiceSettings, "svc", argv=[])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "STREAM_URL: must not carry credentials" in err and "hunter2" not in err
+
+
+def test_a_misspelt_variable_is_named_with_what_was_meant() -> None:
+    environ = {
+        "SUBSCRIPTON_TYPE": "Shared",
+        "STREAM_URL": "ws://x:1",
+        "HTTP_PROXY": "http://proxy",
+        "PATH": "/bin",
+    }
+    assert ConsumerSettings.misspelt_variables(environ) == {"SUBSCRIPTON_TYPE": "SUBSCRIPTION_TYPE"}
+
+
+def test_help_lists_the_settings_and_unknown_arguments_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        load_settings(ConsumerSettings, "streampair-consumer", argv=["--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert "SUBSCRIPTION_TYPE" in out and "default: Exclusive" in out and "C8_API_KEY" in out
+    with pytest.raises(SystemExit) as info:
+        load_settings(ConsumerSettings, "streampair-consumer", argv=["--port", "9"])
+    assert info.value.code == 2
+    assert "unrecognized arguments: --port 9" in capsys.readouterr().err

@@ -1,11 +1,11 @@
 import pytest
-from streampair.config import StreamSettings
+from streampair.config import ClientConfig
 from streampair.naming import StreamAddress
 from streampair.protocol import tenant_from_api_key
 
 
 def test_pulsar_urls() -> None:
-    a = StreamAddress.from_settings(StreamSettings(stream_url="ws://pulsar:8080", stream_name="orders"))
+    a = StreamAddress.from_config(ClientConfig(url="ws://pulsar:8080", stream="orders"))
     assert a.ws_url("producer") == "ws://pulsar:8080/ws/v2/producer/persistent/public/default/orders"
     assert (
         a.ws_url("consumer", "sub-1", {"subscriptionType": "Shared"})
@@ -19,15 +19,15 @@ def test_pulsar_urls() -> None:
 
 
 def test_pulsar_tls_and_custom_namespace() -> None:
-    a = StreamAddress.from_settings(
-        StreamSettings(stream_url="wss://broker.example:8443", stream_tenant="acme", stream_namespace="prod")
+    a = StreamAddress.from_config(
+        ClientConfig(url="wss://broker.example:8443", tenant="acme", namespace="prod")
     )
     assert a.ws_url("producer").startswith("wss://broker.example:8443/ws/v2/producer/persistent/acme/prod/")
     assert a.admin_topic_url().startswith("https://broker.example:8443/admin/v2/persistent/acme/prod/")
 
 
 def test_consumer_needs_a_subscription() -> None:
-    a = StreamAddress.from_settings(StreamSettings())
+    a = StreamAddress.from_config(ClientConfig())
     with pytest.raises(ValueError):
         a.ws_url("consumer")
 
@@ -47,13 +47,13 @@ def test_tenant_from_api_key(key: str | None, tenant: str) -> None:
 
 
 def test_macrometa_global_urls() -> None:
-    s = StreamSettings(
-        stream_backend="macrometa",
-        stream_url="https://play.paas.macrometa.io",
-        c8_api_key="acme.keyname.secretpart",  # type: ignore[arg-type]
-        stream_name="streamQuickstart",
+    s = ClientConfig(
+        backend="macrometa",
+        url="https://play.paas.macrometa.io",
+        api_key="acme.keyname.secretpart",
+        stream="streamQuickstart",
     )
-    a = StreamAddress.from_settings(s)
+    a = StreamAddress.from_config(s)
     assert a.http_base == "https://api-play.paas.macrometa.io"
     assert a.ws_url("producer", params={"otp": "x"}) == (
         "wss://api-play.paas.macrometa.io/_ws/ws/v2/producer/persistent/acme/c8global._system/"
@@ -67,13 +67,13 @@ def test_macrometa_global_urls() -> None:
 
 
 def test_macrometa_local_stream_and_fabric() -> None:
-    s = StreamSettings(
-        stream_backend="macrometa",
-        stream_url="https://api-gdn.paas.macrometa.io",
-        stream_global=False,
-        c8_fabric="eu",
+    s = ClientConfig(
+        backend="macrometa",
+        url="https://api-gdn.paas.macrometa.io",
+        global_stream=False,
+        fabric="eu",
     )
-    a = StreamAddress.from_settings(s)
+    a = StreamAddress.from_config(s)
     assert a.http_base == "https://api-gdn.paas.macrometa.io"  # no second api- prefix
     assert a.namespace == "c8local.eu"
     assert a.topic == "c8locals.streamQuickstart"
@@ -81,8 +81,6 @@ def test_macrometa_local_stream_and_fabric() -> None:
 
 
 def test_macrometa_against_a_loopback_broker_keeps_the_host() -> None:
-    a = StreamAddress.from_settings(
-        StreamSettings(stream_backend="macrometa", stream_url="http://127.0.0.1:9000")
-    )
+    a = StreamAddress.from_config(ClientConfig(backend="macrometa", url="http://127.0.0.1:9000"))
     assert a.ws_base == "ws://127.0.0.1:9000"
     assert a.http_base == "http://127.0.0.1:9000"

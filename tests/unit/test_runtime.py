@@ -8,8 +8,8 @@ import signal
 
 import aiohttp
 from aiohttp import web
-from streampair.config import StreamSettings
-from streampair.runtime import ServiceContext, ServiceExit, ServiceRuntime
+from streampair.runtime import ServiceContext, ServiceExit, ServiceRuntime, ServiceStatus
+from streampair.settings import ServiceSettings
 
 from tests.conftest import serve_app
 from tests.harness import free_port
@@ -20,24 +20,23 @@ async def idle(ctx: ServiceContext) -> None:
 
 
 async def test_endpoints_report_state() -> None:
-    settings = StreamSettings(c8_api_key="acme.k.s3cr3t")  # type: ignore[arg-type]
-    rt = ServiceRuntime("consumer", settings, idle)
+    settings = ServiceSettings(c8_api_key="acme.k.s3cr3t")  # type: ignore[arg-type]
+    status = ServiceStatus("consumer", details={"subscription": "consumer-subscription"})
+    rt = ServiceRuntime("consumer", settings, idle, status=status)
     async with serve_app(rt.app) as base, aiohttp.ClientSession() as s:
         async with s.get(base + "/livez") as r:
             assert r.status == 200
         async with s.get(base + "/readyz") as r:
             assert r.status == 503
             assert (await r.json())["reason"] == "not connected to the broker yet"
-        rt.status.connected, rt.status.role = True, "standby"
+        rt.status.update(connected=True, role="standby")
         async with s.get(base + "/readyz") as r:
             assert r.status == 200  # a standby is ready: it can take over
             assert (await r.json())["role"] == "standby"
         async with s.get(base + "/status") as r:
             body = await r.json()
             assert body["service"] == "consumer" and body["role"] == "standby"
-            assert (
-                body["subscription"] == "consumer-subscription" and body["subscription_type"] == "Exclusive"
-            )
+            assert body["subscription"] == "consumer-subscription"
             assert body["topic"] == "persistent://public/default/streamQuickstart"
             assert "s3cr3t" not in await r.text()
         async with s.get(base + "/metrics") as r:
@@ -48,7 +47,7 @@ async def test_endpoints_report_state() -> None:
         async with s.delete(base + "/status") as r:
             assert r.status == 405 and (await r.json())["status"] == 405
             assert "GET" in r.headers["Allow"]
-        rt.status.stopping = True
+        rt.status.update(stopping=True)
         async with s.get(base + "/readyz") as r:
             assert r.status == 503 and (await r.json())["reason"] == "stopping"
 
@@ -57,7 +56,7 @@ async def test_an_unexpected_handler_error_is_a_json_500_not_a_crash() -> None:
     async def broken(_: web.Request) -> web.Response:
         raise RuntimeError("bug")
 
-    rt = ServiceRuntime("producer", StreamSettings(), idle, routes=[web.get("/broken", broken)])
+    rt = ServiceRuntime("producer", ServiceSettings(), idle, routes=[web.get("/broken", broken)])
     async with serve_app(rt.app) as base, aiohttp.ClientSession() as s:
         async with s.get(base + "/broken") as r:
             assert r.status == 500 and (await r.json()) == {"error": "internal error", "status": 500}
@@ -72,7 +71,7 @@ async def test_sigterm_stops_the_worker_and_returns_0() -> None:
         await ctx.stopping.wait()
         stopped.set()
 
-    rt = ServiceRuntime("producer", StreamSettings(http_host="127.0.0.1", http_port=free_port()), worker)
+    rt = ServiceRuntime("producer", ServiceSettings(http_host="127.0.0.1", http_port=free_port()), worker)
     task = asyncio.create_task(rt.serve())
     await asyncio.wait_for(rt.listening.wait(), 10)
     os.kill(os.getpid(), signal.SIGTERM)
@@ -88,7 +87,7 @@ async def test_a_crashing_worker_exits_1_and_service_exit_keeps_its_code() -> No
         raise ServiceExit(3)
 
     for worker, code in ((crash, 1), (busy, 3)):
-        rt = ServiceRuntime("consumer", StreamSettings(http_host="127.0.0.1", http_port=free_port()), worker)
+        rt = ServiceRuntime("consumer", ServiceSettings(http_host="127.0.0.1", http_port=free_port()), worker)
         assert await asyncio.wait_for(rt.serve(), 10) == code
 
 
@@ -104,7 +103,7 @@ async def test_a_worker_that_fails_while_stopping_exits_1_without_escaping() -> 
         raise ServiceExit(3)
 
     for worker, code in ((fails_on_stop, 1), (exits_3_on_stop, 3)):
-        rt = ServiceRuntime("producer", StreamSettings(http_host="127.0.0.1", http_port=free_port()), worker)
+        rt = ServiceRuntime("producer", ServiceSettings(http_host="127.0.0.1", http_port=free_port()), worker)
         task = asyncio.create_task(rt.serve())
         await asyncio.wait_for(rt.listening.wait(), 10)
         os.kill(os.getpid(), signal.SIGTERM)

@@ -11,8 +11,8 @@ import sys
 from typing import NoReturn
 
 from aiohttp import web
-from streampair.config import EXIT_CONFIG, load_settings
 from streampair.logs import configure_logging, get_logger
+from streampair.settings import EXIT_CONFIG, load_settings
 
 from broker.settings import BrokerSettings
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 
-from streampair import metrics
-from streampair.consumer import Message
 from streampair.logs import get_logger
+from streampair.message import Message
 
+from consumer import metrics
 from consumer.tracking import SequenceTracker
 
 log = get_logger("consumer.handler")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from streampair import metrics
+from consumer import metrics
 
 #: Skipped numbers remembered per producer; beyond that the oldest are forgotten (and stay counted as gaps).
 MAX_MISSING = 100_000

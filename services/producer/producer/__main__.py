@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from streampair.config import load_settings
+from streampair.settings import load_settings
 
 from producer.app import build_runtime
 from producer.settings import ProducerSettings

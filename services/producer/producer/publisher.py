@@ -8,13 +8,13 @@ only while connected, so a broker outage pauses the sequence instead of burning 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import time
 from collections.abc import Coroutine
 from functools import partial
 from typing import Any
 
+from streampair.backoff import sleep_unless
 from streampair.errors import StreamError
 from streampair.logs import get_logger
 from streampair.producer import Producer
@@ -59,7 +59,7 @@ class Publisher:
                 delay = next_at - time.monotonic()
                 if delay < -self.interval:  # fell far behind (a pause): do not burst to catch up
                     next_at = time.monotonic()
-                elif delay > 0 and await _wait_or_stop(stopping, delay):
+                elif delay > 0 and await sleep_unless(stopping, delay):
                     break
             self.seq += 1
             await self._publish(self.seq)
@@ -94,14 +94,7 @@ class Publisher:
 
     def _failed(self, seq: int, error: BaseException | str) -> None:
         self.failed += 1
-        log.error("publish failed", seq=seq, error=str(error))
-
-
-async def _wait_or_stop(stopping: asyncio.Event, delay: float) -> bool:
-    """Sleep `delay` seconds; True if asked to stop meanwhile."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stopping.wait(), delay)
-    return stopping.is_set()
+        log.error("publish_failed", seq=seq, error=str(error))
 
 
 async def _first(*aws: Coroutine[Any, Any, Any]) -> None:

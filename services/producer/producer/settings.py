@@ -1,4 +1,4 @@
-"""Producer settings: the shared stream settings plus how and how often to publish."""
+"""Producer settings: where the stream is (shared), and how and how often to publish."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import uuid
 from typing import Annotated
 
 from pydantic import Field
-from streampair.config import StreamSettings
+from streampair.settings import ServiceSettings
 
 
 def default_producer_id() -> str:
@@ -16,7 +16,7 @@ def default_producer_id() -> str:
     return f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
 
 
-class ProducerSettings(StreamSettings):
+class ProducerSettings(ServiceSettings):
     publish_interval_seconds: Annotated[float, Field(ge=0, le=3600)] = 1.0
     producer_id: Annotated[str, Field(min_length=1, max_length=100)] = Field(
         default_factory=default_producer_id
