@@ -23,7 +23,7 @@ venv: $(UV)
 
 lint: venv
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check shared services tests bench scripts
+	$(VENV)/bin/ruff format --check shared services tests bench scripts harness
 
 typecheck: venv
 	$(VENV)/bin/mypy shared/streampair services/producer/producer services/consumer/consumer services/broker/broker

@@ -1,6 +1,6 @@
 """Fault-injection suite: `make chaos` (`python -m bench.chaos`) -> bench/results/chaos.json.
 
-Everything runs on loopback as real processes (`tests.harness`), each scenario in its own
+Everything runs on loopback as real processes (`harness`), each scenario in its own
 temporary data directory, and everything started is stopped again, also on failure or Ctrl-C.
 Scenarios:
 
@@ -40,13 +40,22 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from bench import chaos_pulsar
 from bench.chaos_proxy import FaultProxy
-from tests.harness import Cluster, Service, published_seqs
+from harness import (
+    Cluster,
+    Service,
+    active_and_standby,
+    is_busy_warning,
+    is_event,
+    log_time,
+    published_seqs,
+    received_seqs,
+    until,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results" / "chaos.json"
 QUICK = os.environ.get("CHAOS_QUICK") == "1"
@@ -144,22 +153,8 @@ class RssSampler:
 # -- log helpers -----------------------------------------------------------------------------
 
 
-def log_time(line: dict[str, Any]) -> float:
-    """Wall-clock time of a JSON log line (ISO timestamp), or now."""
-    stamp = line.get("timestamp")
-    if isinstance(stamp, str):
-        with contextlib.suppress(ValueError):
-            return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
-    return time.time()
-
-
 def seqs_of(svc: Service) -> list[int]:
-    out = []
-    for line in svc.events("received"):
-        props = line.get("properties") or {}
-        if props.get("producer_id") == PRODUCER_ID and str(props.get("seq", "")).isdigit():
-            out.append(int(props["seq"]))
-    return out
+    return received_seqs(svc, producer_id=PRODUCER_ID)
 
 
 class Ledger:
@@ -178,45 +173,10 @@ class Ledger:
         return out
 
 
-def is_event(*names: str) -> Callable[[dict[str, Any]], bool]:
-    return lambda line: line.get("event") in names
-
-
-def is_busy(line: dict[str, Any]) -> bool:
-    return line.get("event") == "subscription_busy"
-
-
-async def role(svc: Service) -> str | None:
-    with contextlib.suppress(Exception):
-        _, body = await svc.get_json("/status")
-        return str(body["role"])
-    return None
-
-
-async def wait_roles(a: Service, b: Service, timeout: float = 30.0) -> tuple[Service, Service]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ra, rb = await role(a), await role(b)
-        if {ra, rb} == {"active", "standby"}:
-            return (a, b) if ra == "active" else (b, a)
-        await asyncio.sleep(0.05)
-    raise TimeoutError(f"no active/standby pair: {a.name}={ra} {b.name}={rb}")
-
-
 async def wait_receiving(svc: Service, timeout: float = 30.0, start: int | None = None) -> dict[str, Any]:
     return await svc.wait_for(
         is_event("received"), timeout=timeout, start=len(svc.lines) if start is None else start
     )
-
-
-async def until(condition: Callable[[], bool], timeout: float) -> bool:
-    """Poll `condition` every 50 ms (proxy state has no event to wait on); False on timeout."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.05)
-    return True
 
 
 async def delivered_again(consumer: Service, marker: int, timeout: float = 60.0) -> float:
@@ -277,11 +237,11 @@ async def consumer_sigkill(cluster: Cluster) -> Outcome:
     c1 = await cluster.start_consumer("consumer-1", **env)
     await c1.wait_for(is_event("subscribed"))
     c2 = await cluster.start_consumer("consumer-2", **env)
-    await c2.wait_for(is_busy)
+    await c2.wait_for(is_busy_warning)
     ledger = Ledger()
     with RssSampler(cluster) as rss:
         producer = await start_producer(cluster)
-        active, standby = await wait_roles(c1, c2)
+        active, standby = await active_and_standby(c1, c2)
         takeovers: list[float] = []
         resumes: list[float] = []
         for _ in range(CONSUMER_KILLS):
@@ -297,7 +257,7 @@ async def consumer_sigkill(cluster: Cluster) -> Outcome:
             await active.wait_exit(10)
             ledger.archive(active)
             await active.start()
-            await active.wait_for(is_busy, timeout=30)
+            await active.wait_for(is_busy_warning, timeout=30)
             active, standby = standby, active
         await settle(out, producer, [c1, c2], ledger)
         rss.sample()

@@ -1,6 +1,6 @@
 """A real Apache Pulsar standalone that the chaos suite can `kill -9` and start again.
 
-Built on `tests.pulsar_target.PulsarStandalone` (free loopback ports, its own cache directory
+Built on `harness.pulsar.PulsarStandalone` (free loopback ports, its own cache directory
 with the data, config, log and pid file; the jars are linked from `.cache/pulsar/lib`). A
 restart runs `scripts/pulsar-standalone start` again on the same data directory and ports
 (never `PULSAR_WIPE`) and waits for health. `close()` SIGKILLs the JVM (its data is thrown
@@ -24,7 +24,7 @@ from collections.abc import Awaitable
 from pathlib import Path
 from typing import TypeVar
 
-from tests.pulsar_target import SCRIPT, SHARED_CACHE, PulsarStandalone
+from harness.pulsar import SCRIPT, SHARED_CACHE, PulsarStandalone
 
 T = TypeVar("T")
 

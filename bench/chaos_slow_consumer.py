@@ -4,7 +4,7 @@ The library `Consumer`, in a process of its own so that its memory can be sample
 the chaos runner: it sleeps `CHAOS_DELAY_SECONDS` before acking each message, so the broker
 builds a backlog while the consumer can hold at most `receiverQueueSize` unacked messages.
 SIGUSR1 removes the delay (drain the backlog); SIGTERM stops it. Logs JSON lines like the
-consumer service (`subscribed`, `received` with `properties`) so `tests.harness` can read them.
+consumer service (`subscribed`, `received` with `properties`) so `harness` can read them.
 """
 
 from __future__ import annotations

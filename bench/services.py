@@ -9,49 +9,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import random
 import signal
 import time
 from collections.abc import AsyncIterator
-from datetime import datetime
 from typing import Any
 
 import aiohttp
 
 from bench.stats import summary
-from tests.harness import Cluster, Service, free_port
-
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+from harness import Cluster, Service, cpu_seconds, free_port, log_time, rss_mb
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (/proc/PID/stat)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
-def rss_mb(pid: int) -> tuple[float, float]:
-    """(resident now, peak resident since start) in MB (/proc/PID/status VmRSS, VmHWM)."""
-    now = peak = 0.0
+def peak_rss_mb(pid: int) -> float:
+    """Peak resident memory since start in MB (/proc/PID/status VmHWM)."""
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
-                now = int(line.split()[1]) / 1024
-            elif line.startswith("VmHWM:"):
-                peak = int(line.split()[1]) / 1024
-    return now, peak
-
-
-def log_time(line: dict[str, Any]) -> float:
-    """Epoch seconds of a JSON log line's ISO timestamp."""
-    return datetime.fromisoformat(str(line["timestamp"]).replace("Z", "+00:00")).timestamp()
-
-
-async def role(svc: Service) -> str:
-    _, body = await svc.get_json("/status")
-    return str(body.get("role")) if isinstance(body, dict) else "?"
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
 
 
 async def wait_role(svc: Service, wanted: str, timeout: float = 20.0) -> None:
@@ -159,7 +135,7 @@ async def resources(cluster: Cluster, broker_pid: int | None, seconds: float) ->
     peak_sampled = dict.fromkeys(procs, 0.0)
     while time.monotonic() - t0 < seconds:
         for name, pid in procs.items():
-            peak_sampled[name] = max(peak_sampled[name], rss_mb(pid)[0])
+            peak_sampled[name] = max(peak_sampled[name], rss_mb(pid))
         await asyncio.sleep(0.1)
     elapsed = time.monotonic() - t0
     received1 = (await consumer.get_json("/status"))[1]["counters"]["received"]
@@ -169,7 +145,7 @@ async def resources(cluster: Cluster, broker_pid: int | None, seconds: float) ->
         "consumed_msgs_per_s": round((received1 - received0) / elapsed),
     }
     for name, pid in procs.items():
-        _, hwm = rss_mb(pid)
+        hwm = peak_rss_mb(pid)
         out[name] = {
             "rss_mb_max": round(max(peak_sampled[name], hwm), 1),
             "rss_mb_max_sampled": round(peak_sampled[name], 1),

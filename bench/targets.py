@@ -22,7 +22,7 @@ from typing import Any
 from bench import services, workloads
 from bench.config import BenchConfig
 from bench.workloads import Client
-from tests.harness import Cluster
+from harness import Cluster
 
 Progress = Callable[[str], None]
 
@@ -113,9 +113,9 @@ def _pulsar_unavailable() -> str | None:
     if shutil.which("java") is None:
         return "java not found (Apache Pulsar standalone needs Java 17+)"
     try:
-        importlib.import_module("tests.pulsar_target")
+        importlib.import_module("harness.pulsar")
     except ImportError as error:
-        return f"tests.pulsar_target cannot be imported: {error}"
+        return f"harness.pulsar cannot be imported: {error}"
     return None
 
 
@@ -124,7 +124,7 @@ async def pulsar(cfg: BenchConfig, progress: Progress) -> tuple[dict[str, Any], 
     reason = _pulsar_unavailable()
     if reason is not None:
         return {"unavailable": reason}, {"unavailable": reason}
-    from tests.pulsar_target import PulsarStandalone
+    from harness.pulsar import PulsarStandalone
 
     standalone = PulsarStandalone()
     column: dict[str, Any] = {"system": "Apache Pulsar 4.0.7 standalone, WebSocket API, streampair client"}

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.stats import summary
-from tests.harness import ROOT
+from harness import ROOT
 
 
 class WorkerError(RuntimeError):

@@ -8,7 +8,6 @@ import base64
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -19,6 +18,8 @@ import aiohttp
 import orjson
 import pytest
 from broker.testing import running_broker
+
+from harness import free_port
 
 TOPIC = "persistent://public/default/t"
 
@@ -134,13 +135,6 @@ async def metric(session: aiohttp.ClientSession, base: str, line_prefix: str) ->
 
 
 # -- subprocess brokers ------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class BrokerProcess:

@@ -16,7 +16,7 @@ from streampair.consumer import Consumer, Reader
 from streampair.errors import BrokerUnavailable, SendError, StreamNotFound, SubscriptionBusy, Unauthorized
 from streampair.producer import Producer
 
-from tests.conftest import serve_app
+from harness import serve_app
 
 TOPIC = "/ws/v2/{kind}/persistent/public/default/streamQuickstart"
 

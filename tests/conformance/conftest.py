@@ -2,7 +2,7 @@
 real Apache Pulsar (`pulsar`, marked `pulsar`: `make test-pulsar`), with the same assertions.
 
 The embedded broker starts in-process per test on an ephemeral port with a fresh data dir.
-Pulsar is `PULSAR_URL` or a standalone started once per session (tests/pulsar_target.py).
+Pulsar is `PULSAR_URL` or a standalone started once per session (harness/pulsar.py).
 Every test uses its own topic and subscription names, so tests never see each other's
 messages on the shared Pulsar. Where the two disagreed, the embedded broker was changed.
 """
@@ -25,7 +25,7 @@ from broker.testing import running_broker
 from streampair.config import ClientConfig
 from streampair.connection import Connector
 
-from tests.pulsar_target import pulsar_service
+from harness.pulsar import pulsar_service
 
 T = TypeVar("T")
 Frame = dict[str, Any]

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conformance.conftest import unique
-from tests.harness import (
+from harness import (
     FAST,
     Cluster,
     active_and_standby,
@@ -24,6 +23,7 @@ from tests.harness import (
     is_busy_warning,
     stop_producer_and_collect,
 )
+from tests.conformance.conftest import unique
 
 pytestmark = pytest.mark.pulsar
 

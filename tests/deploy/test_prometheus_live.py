@@ -18,9 +18,9 @@ import aiohttp
 import pytest
 import yaml
 
+from harness import ROOT, Cluster, free_port
 from tests.deploy.deploy_helpers import tool
 from tests.deploy.prometheus_local import render_loopback_config
-from tests.harness import ROOT, Cluster, free_port
 
 DASHBOARD = ROOT / "monitoring" / "grafana" / "dashboards" / "streampair.json"
 RULES = ROOT / "monitoring" / "rules" / "streampair.rules.yml"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import signal
 
-from tests.harness import (
+from harness import (
     FAST,
     Cluster,
     active_and_standby,

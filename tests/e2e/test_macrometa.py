@@ -6,7 +6,7 @@ import signal
 
 import aiohttp
 
-from tests.harness import (
+from harness import (
     FAST,
     Cluster,
     active_and_standby,

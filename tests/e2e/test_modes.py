@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 from collections import Counter
 
-from tests.harness import FAST, Cluster, all_received, received_seqs, stop_producer_and_collect
+from harness import FAST, Cluster, all_received, received_seqs, stop_producer_and_collect
 
 
 async def test_shared_both_receive_and_none_is_lost(cluster: Cluster) -> None:

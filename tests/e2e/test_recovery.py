@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import signal
 
-from tests.harness import FAST, Cluster, all_received, published_seqs, stop_producer_and_collect
+from harness import FAST, Cluster, all_received, published_seqs, stop_producer_and_collect
 
 
 async def test_broker_kill_and_restart_loses_nothing(cluster: Cluster) -> None:

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tests.harness import ROOT, base_env
+from harness import ROOT, base_env
 
 
 @pytest.mark.parametrize(

@@ -19,8 +19,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from tests.conftest import serve_app
-from tests.harness import Service, base_env, free_port
+from harness import Service, base_env, free_port, serve_app
 
 TOPIC = "/ws/v2/{kind}/persistent/public/default/streamQuickstart"
 HUGE = "x" * (5 * 1024 * 1024 + 128 * 1024)  # over the client's 5 MiB (+64 KiB) frame limit

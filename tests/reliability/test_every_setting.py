@@ -19,7 +19,7 @@ from producer.settings import ProducerSettings
 from pydantic_settings import BaseSettings
 from streampair.settings import ServiceSettings, load_settings
 
-from tests.harness import ROOT, base_env
+from harness import ROOT, base_env
 
 SECRET = "tenant.key.S3CRET-VALUE"
 NOT_PEM = str(Path(__file__))  # a readable file that is not PEM

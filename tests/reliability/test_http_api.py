@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from tests.harness import ROOT, base_env, free_port
+from harness import ROOT, base_env, free_port
 
 MAX_BODY = 2048
 SPECS = {

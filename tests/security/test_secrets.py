@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 
 from bench.chaos_proxy import FaultProxy
-from tests.harness import Cluster, Service
+from harness import Cluster, Service
 
 API_KEY = "demo_tenant.streampair-key.QXBpS2V5U2VjcmV0LTk4NzY1"
 KEY_SECRET_PART = API_KEY.rsplit(".", 1)[-1]

@@ -16,7 +16,7 @@ import pytest
 import trustme
 from broker.settings import BrokerSettings
 
-from tests.harness import Cluster, Service, base_env, free_port
+from harness import Cluster, Service, base_env, free_port
 
 
 async def start_tls_broker(cluster: Cluster, tmp_path: Path) -> Path:

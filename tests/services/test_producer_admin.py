@@ -11,7 +11,7 @@ from producer.settings import ProducerSettings
 from streampair.errors import InvalidRequest
 from streampair.runtime import ServiceStatus
 
-from tests.conftest import serve_app
+from harness import serve_app
 
 TOPIC = "/admin/v2/persistent/public/default/streamQuickstart"
 

@@ -11,8 +11,7 @@ from aiohttp import web
 from streampair.runtime import ServiceContext, ServiceExit, ServiceRuntime, ServiceStatus
 from streampair.settings import ServiceSettings
 
-from tests.conftest import serve_app
-from tests.harness import free_port
+from harness import free_port, serve_app
 
 
 async def idle(ctx: ServiceContext) -> None:

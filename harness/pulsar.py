@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.harness import ROOT, free_port
+from harness.processes import ROOT, free_port
 
 SCRIPT = ROOT / "scripts" / "pulsar-standalone"
 SHARED_CACHE = ROOT / ".cache" / "pulsar"

@@ -15,15 +15,47 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[1]  # the repository
 Predicate = Callable[[dict[str, Any]], bool]
+
+
+@asynccontextmanager
+async def serve_app(app: web.Application) -> AsyncIterator[str]:
+    """Run `app` on 127.0.0.1 on a free port; yield its http:// base URL."""
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.5)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process now, in MB (Linux /proc)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -187,13 +219,8 @@ class Service:
         return [line for line in self.lines if line.get("event") == name]
 
     def rss_mb(self) -> float:
-        """Resident memory now (Linux /proc)."""
         assert self.proc is not None
-        with open(f"/proc/{self.proc.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-        return 0.0
+        return rss_mb(self.proc.pid)
 
 
 class Cluster:
@@ -245,69 +272,3 @@ class Cluster:
         )
         if self.broker is not None:
             await self.broker.stop()
-
-
-def received_seqs(*consumers: Service, producer_id: str | None = None) -> list[int]:
-    """Every seq the consumers logged as received (duplicates included)."""
-    out = []
-    for c in consumers:
-        for line in c.events("received"):
-            props = line.get("properties") or {}
-            if producer_id is None or props.get("producer_id") == producer_id:
-                out.append(int(props["seq"]))
-    return out
-
-
-def published_seqs(producer: Service) -> list[int]:
-    return [int(line["seq"]) for line in producer.events("published")]
-
-
-# -- the Exclusive story's checks, shared by the e2e (embedded) and the conformance (Pulsar) suites --
-
-#: Fast enough to see many messages in a short test, slow enough that every publish is logged.
-FAST = "0.02"
-
-
-def is_busy_warning(line: dict[str, Any]) -> bool:
-    return line.get("event") == "subscription_busy" and line.get("level") == "warning"
-
-
-async def active_and_standby(a: Service, b: Service, timeout: float = 30.0) -> tuple[Service, Service]:
-    """Poll /status until one is active and the other standby (a role has no log line per poll)."""
-    deadline = time.monotonic() + timeout
-    roles: dict[str, str] = {}
-    while time.monotonic() < deadline:
-        for svc in (a, b):
-            try:
-                _, body = await svc.get_json("/status")
-            except (OSError, ValueError, TimeoutError, aiohttp.ClientError):
-                continue  # not listening yet
-            roles[svc.name] = body["role"]
-        if sorted(roles.values()) == ["active", "standby"]:
-            return (a, b) if roles[a.name] == "active" else (b, a)
-        await asyncio.sleep(0.05)
-    raise TimeoutError(f"no active/standby pair within {timeout}s: {roles}")
-
-
-async def stop_producer_and_collect(producer: Service) -> set[int]:
-    """SIGTERM the producer (it finishes what is in flight); every seq the broker acknowledged."""
-    await producer.stop()
-    assert producer.proc is not None and producer.proc.returncode == 0, producer.stderr.decode()[-2000:]
-    seqs = published_seqs(producer)
-    assert seqs, "the producer published nothing"
-    return set(seqs)
-
-
-async def all_received(expected: set[int], *consumers: Service, timeout: float = 30.0) -> list[int]:
-    """Wait until the consumers together logged every expected seq; all receipts, duplicates included."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = received_seqs(*consumers)
-        missing = expected - set(got)
-        if not missing:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(
-                f"{len(missing)} published messages never received, e.g. {sorted(missing)[:10]}"
-            )
-        await asyncio.sleep(0.05)
