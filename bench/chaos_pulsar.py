@@ -141,13 +141,6 @@ class ChaosPulsar:
         self.restart_seconds.append(took)
         return took
 
-    def log_lines(self, pattern: str) -> list[str]:
-        """Lines of the standalone's log (all incarnations) that contain `pattern`."""
-        with contextlib.suppress(OSError):
-            text = (self.cache / "pulsar.log").read_text(errors="replace")
-            return [line for line in text.splitlines() if pattern in line]
-        return []
-
     def close(self) -> None:
         """SIGKILL the JVM if it runs and remove the directory; idempotent, never raises."""
         if self._closed:
