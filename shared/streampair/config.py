@@ -36,6 +36,9 @@ class ClientConfig:
     auth_token: str | None = field(default=None, repr=False)
     #: PEM file of the CA that signed the broker's certificate; the system CAs otherwise.
     ca_bundle: Path | None = None
+    #: Largest frame the broker accepts: Pulsar's `webSocketMaxTextFrameSize`, 1 MiB by default.
+    #: A producer refuses a bigger message before sending it; a consumer receives up to a little more.
+    max_frame_bytes: int = 1024 * 1024
     heartbeat_seconds: float = 5.0
     connect_timeout_seconds: float = 10.0
     reconnect_max_seconds: float = 10.0
@@ -46,6 +49,8 @@ class ClientConfig:
             raise ValueError(f"url must start with one of {', '.join(URL_SCHEMES)}")
         if not self.stream:
             raise ValueError("stream must not be empty")
+        if self.max_frame_bytes < 1024:
+            raise ValueError("max_frame_bytes must be at least 1024")
         object.__setattr__(self, "url", self.url.rstrip("/"))
 
     def describe(self) -> dict[str, object]:

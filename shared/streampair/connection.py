@@ -35,8 +35,9 @@ from streampair.naming import EndpointKind, StreamAddress
 
 log = get_logger("streampair.connection")
 
-#: Largest frame we accept from a broker; Pulsar's own WebSocket limit is 5 MiB.
-MAX_FRAME_BYTES = 5 * 1024 * 1024 + 64 * 1024
+#: A delivered frame carries more than the producer's (messageId, publishTime, redeliveryCount):
+#: a consumer accepts this much over the configured limit, so it can receive what was accepted.
+DELIVERY_OVERHEAD_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,8 @@ class ConnectionState:
     error: str | None = None
     #: A refusal that retrying cannot fix (wrong credentials, say): the owner should stop.
     fatal: StreamError | None = None
+    #: Connected, but no message can flow (`error` says why): not ready.
+    blocked: bool = False
 
 
 StateCallback = Callable[[ConnectionState], None]
@@ -107,7 +110,14 @@ class Connector:
 
     async def one_time_password(self) -> str:
         """A fresh OTP for one WebSocket attempt (jsC8 fetches one per connection)."""
-        data = await self.request_json("POST", self.address.otp_url(), ok=(200, 201))
+        try:
+            data = await self.request_json("POST", self.address.otp_url(), ok=(200, 201))
+        except Unauthorized as error:
+            raise Unauthorized(
+                error.status,
+                f"API key refused (HTTP {error.status}) when asking for a one-time password; "
+                "check C8_API_KEY",
+            ) from None
         otp = data.get("otp") if isinstance(data, dict) else None
         if not isinstance(otp, str) or not otp:
             raise BrokerUnavailable(502, "the broker's OTP answer had no otp field")
@@ -159,7 +169,7 @@ class Connector:
                 url,
                 headers=headers,
                 heartbeat=self.config.heartbeat_seconds,
-                max_msg_size=MAX_FRAME_BYTES,
+                max_msg_size=self.config.max_frame_bytes + DELIVERY_OVERHEAD_BYTES,
                 ssl=self._ssl,
                 timeout=aiohttp.ClientWSTimeout(ws_close=self.config.shutdown_timeout_seconds),
                 autoping=True,
@@ -192,6 +202,11 @@ class Connector:
             log.debug("connection_attempt_failed", endpoint=kind, url=url, result=result, error=str(error))
 
 
+def is_too_large(data: object) -> bool:
+    """An ERROR message for a frame over our `max_msg_size` (aiohttp then closes with 1009)."""
+    return isinstance(data, aiohttp.WebSocketError) and data.code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG
+
+
 def note_error_frame(kind: str, data: object) -> None:
     """Log an ERROR message from aiohttp's WebSocket; the connection closes after it.
 
@@ -202,8 +217,7 @@ def note_error_frame(kind: str, data: object) -> None:
     if not isinstance(data, aiohttp.WebSocketError):
         log.warning("connection_failed", endpoint=kind, detail=detail)
         return
-    too_big = data.code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG
-    label = "too_large" if too_big else "protocol_error"
+    label = "too_large" if is_too_large(data) else "protocol_error"
     metrics.MALFORMED_FRAMES.labels(kind=label).inc()
     log.warning("malformed_frame", kind=label, endpoint=kind, detail=detail, reconnecting=True)
 

@@ -9,17 +9,19 @@ whether to wait as a standby or give up.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import aiohttp
 
 from streampair import metrics, protocol
-from streampair.backoff import Backoff, retry
+from streampair.backoff import Backoff, retry, sleep_unless
 from streampair.connection import (
     ConnectionState,
     Connector,
     StateCallback,
     close_quietly,
+    is_too_large,
     note_error_frame,
 )
 from streampair.errors import ConnectionLost, StreamError
@@ -29,6 +31,9 @@ from streampair.naming import EndpointKind
 from streampair.protocol import MAX_RECEIVER_QUEUE, SubscriptionType
 
 log = get_logger("streampair.consumer")
+
+#: A connection that closes sooner than this after opening is followed by a backoff wait.
+STABLE_SECONDS = 1.0
 
 
 class _Subscriber:
@@ -43,12 +48,18 @@ class _Subscriber:
         self._reader: asyncio.Task[None] | None = None
         self._generation = 0
         self._closing = False
-        self._closed = asyncio.Event()  # wakes a backoff sleep when interrupted
+        #: Set by `interrupt()`: ends iteration and every wait of the consumer and its users.
+        self.interrupted = asyncio.Event()
         self._backoff = backoff or Backoff(cap=connector.config.reconnect_max_seconds)
+        # Between connections that die at once; reset only by one that lives (not by connecting).
+        self._flapping = Backoff(base=0.5, cap=connector.config.reconnect_max_seconds)
         self.last_error: str | None = None
         #: Called after every change of the connection (no polling needed).
         self.on_state: StateCallback | None = None
+        #: Why messages cannot flow although connected (a message over our frame limit), or None.
+        self.blocked: str | None = None
         self._gauge = metrics.BROKER_CONNECTED.labels(endpoint=self.kind)
+        self._blocked_gauge = metrics.BLOCKED.labels(endpoint=self.kind)
         metrics.CONSUMER.register()
 
     @property
@@ -57,7 +68,8 @@ class _Subscriber:
 
     @property
     def state(self) -> ConnectionState:
-        return ConnectionState(self.connected, None if self.connected else self.last_error)
+        error = self.blocked or (None if self.connected else self.last_error)
+        return ConnectionState(self.connected, error, blocked=self.blocked is not None)
 
     def _state_changed(self) -> None:
         self._gauge.set(1 if self.connected else 0)
@@ -86,7 +98,9 @@ class _Subscriber:
             await self.connect()
             return True
 
-        connected = await retry(attempt, stop=self._closed, backoff=self._backoff, on_retry=self._retrying)
+        connected = await retry(
+            attempt, stop=self.interrupted, backoff=self._backoff, on_retry=self._retrying
+        )
         if connected is None:
             raise ConnectionLost(f"{self.kind} closed while reconnecting")
 
@@ -118,8 +132,10 @@ class _Subscriber:
         try:
             async for frame in ws:
                 if frame.type not in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
-                    if frame.type == aiohttp.WSMsgType.ERROR:  # e.g. over 5 MiB: counted, then reconnect
+                    if frame.type == aiohttp.WSMsgType.ERROR:  # counted; the connection then closes
                         note_error_frame(self.kind, frame.data)
+                        if is_too_large(frame.data):
+                            self._block()
                     continue
                 try:
                     queue.put_nowait(protocol.parse_message(frame.data, generation))
@@ -164,13 +180,31 @@ class _Subscriber:
     def __aiter__(self) -> AsyncIterator[Message]:
         return self._iterate()
 
+    def _block(self) -> None:
+        """A message over our frame limit: the broker will send it again on every connection."""
+        limit = self.connector.config.max_frame_bytes
+        self.blocked = (
+            f"a message larger than this {self.kind} accepts ({limit} bytes, STREAM_MAX_FRAME_BYTES) "
+            "is next on the subscription; raise STREAM_MAX_FRAME_BYTES or skip that message"
+        )
+        self._blocked_gauge.set(1)
+        log.error(f"{self.kind}_blocked", reason=self.blocked)
+
+    def _unblock(self) -> None:
+        self.blocked = None
+        self._blocked_gauge.set(0)
+        self._state_changed()
+
     async def _iterate(self) -> AsyncIterator[Message]:
         if self._ws is None:
             await self.connect_with_retry()
+        opened = time.monotonic()
         while not self._closing:
             item = await self._queue.get()
             if isinstance(item, Message):
                 metrics.MESSAGES_RECEIVED.inc()
+                if self.blocked is not None:
+                    self._unblock()
                 yield item
                 continue
             if self._closing:
@@ -179,14 +213,21 @@ class _Subscriber:
             self.last_error = str(item)
             log.warning(f"{self.kind}_connection_lost", error=str(item))
             await self._drop_connection()
+            # A connection that dies at once (a frame we refuse, a broker in trouble) must not
+            # become a reconnect loop: back off unless it lived a while.
+            if time.monotonic() - opened < STABLE_SECONDS:
+                await sleep_unless(self.interrupted, self._flapping.next_delay())
+            else:
+                self._flapping.reset()
             if self._closing:
                 return
             await self.connect_with_retry()
+            opened = time.monotonic()
 
     def interrupt(self) -> None:
         """End iteration after the message being handled; the connection stays open until close()."""
         self._closing = True
-        self._closed.set()
+        self.interrupted.set()
         self._queue.put_nowait(ConnectionLost("interrupted"))
 
     async def close(self) -> None:

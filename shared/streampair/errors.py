@@ -68,7 +68,42 @@ class SendError(StreamError):
 
 
 class SendTimeout(StreamError):
-    """No answer for a message within the send timeout."""
+    """No answer for a message within the send timeout.
+
+    `written` tells whether the frame reached the broker's connection: then the message may
+    have been published, and a retry may duplicate it.
+    """
+
+    def __init__(self, message: str, written: bool = True) -> None:
+        super().__init__(message)
+        self.written = written
+
+
+class SendUnconfirmed(StreamError):
+    """The producer closed after writing the message and before the broker answered.
+
+    The message may have been published: a caller that retries may duplicate it.
+    """
+
+
+class MessageTooLarge(StreamError):
+    """The message's frame is larger than the broker accepts (STREAM_MAX_FRAME_BYTES).
+
+    Raised before anything is sent, or when the broker closed the connection on the frame
+    (close code 1009): the message fails alone, it is never resent.
+    """
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(
+            f"message too large: its frame is {size} bytes, over the broker's limit of {limit} bytes "
+            "(STREAM_MAX_FRAME_BYTES)"
+        )
+        self.size = size
+        self.limit = limit
+
+
+class InvalidMessage(StreamError):
+    """The message cannot be encoded for the broker (say, text with a lone surrogate)."""
 
 
 def error_for_status(status: int, role: str, body: str = "") -> HandshakeError:

@@ -77,7 +77,13 @@ MESSAGES_RECEIVED = Counter(
 )
 MESSAGES_ACKED = Counter("streampair_messages_acked", "Acknowledgements sent", registry=None)
 MESSAGES_NACKED = Counter("streampair_messages_nacked", "Negative acknowledgements sent", registry=None)
-CONSUMER = MetricSet(MESSAGES_RECEIVED, MESSAGES_ACKED, MESSAGES_NACKED)
+BLOCKED = Gauge(
+    "streampair_consumer_blocked",
+    "1 while a message larger than this consumer accepts (STREAM_MAX_FRAME_BYTES) blocks its subscription",
+    ["endpoint"],
+    registry=None,
+)
+CONSUMER = MetricSet(MESSAGES_RECEIVED, MESSAGES_ACKED, MESSAGES_NACKED, BLOCKED)
 
 
 def set_build_info(service: str) -> None:

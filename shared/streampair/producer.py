@@ -17,7 +17,7 @@ from collections.abc import Mapping
 import aiohttp
 
 from streampair import metrics, protocol
-from streampair.backoff import Backoff, retry
+from streampair.backoff import Backoff, retry, sleep_unless
 from streampair.connection import (
     ConnectionState,
     Connector,
@@ -25,11 +25,22 @@ from streampair.connection import (
     close_quietly,
     note_error_frame,
 )
-from streampair.errors import ConnectionLost, SendError, SendTimeout, StreamError
+from streampair.errors import (
+    ConnectionLost,
+    InvalidMessage,
+    MessageTooLarge,
+    SendError,
+    SendTimeout,
+    SendUnconfirmed,
+    StreamError,
+)
 from streampair.logs import get_logger
 from streampair.message import MessageId
 
 log = get_logger("streampair.producer")
+
+#: A connection that closes sooner than this after opening is followed by a backoff wait.
+STABLE_SECONDS = 1.0
 
 
 class _Pending:
@@ -59,6 +70,8 @@ class Producer:
         self.connector = connector
         self.name = name
         self.send_timeout = send_timeout
+        #: Frames larger than this are refused before sending (lowered if the broker closes on one).
+        self.max_frame_bytes = connector.config.max_frame_bytes
         # One slot per unanswered message, released when it is answered, fails or times out.
         self._window = asyncio.Semaphore(max_pending)
         self._pending: dict[str, _Pending] = {}
@@ -72,6 +85,8 @@ class Producer:
         self._supervisor: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._backoff = backoff or Backoff(cap=connector.config.reconnect_max_seconds)
+        # Between connections that die at once; reset only by one that lives (not by connecting).
+        self._flapping = Backoff(base=0.5, cap=connector.config.reconnect_max_seconds)
         self.last_error: str | None = None
         self.fatal: StreamError | None = None
         #: Called after every change of the connection (no polling needed).
@@ -141,7 +156,7 @@ class Producer:
             raise self.fatal
         if self._closing:
             raise ConnectionLost("producer is closed")
-        data = payload.encode() if isinstance(payload, str) else payload
+        data = _encoded(payload, properties, key)
         await self._window.acquire()
         if self.fatal is not None or self._closing:  # it happened while we waited for room
             self._window.release()
@@ -149,6 +164,10 @@ class Producer:
         self._next_context += 1
         context = str(self._next_context)
         frame = protocol.send_frame(data, context, properties, key)
+        if len(frame) > self.max_frame_bytes:  # the frame is ASCII: characters are bytes
+            self._window.release()
+            metrics.PUBLISH_ERRORS.labels(reason="too_large").inc()
+            raise MessageTooLarge(len(frame), self.max_frame_bytes)
         future: asyncio.Future[MessageId] = asyncio.get_running_loop().create_future()
         pending = _Pending(frame, future, time.monotonic())
         self._pending[context] = pending
@@ -162,7 +181,8 @@ class Producer:
 
     async def close(self, drain_seconds: float | None = None) -> None:
         """Stop: wait up to `drain_seconds` (default: half the shutdown timeout) for answers in
-        flight, then close the WebSocket cleanly; what is still unanswered fails with ConnectionLost."""
+        flight, then close the WebSocket cleanly. What is still unanswered fails: with
+        `SendUnconfirmed` if it was written (it may have been published), else `ConnectionLost`."""
         if self._closing:
             return
         if drain_seconds is None:
@@ -180,7 +200,21 @@ class Producer:
         await close_quietly(self._ws)
         self._connected.clear()
         self._state_changed()
-        self._fail_all(ConnectionLost("producer closed before the broker answered"), reason="closed")
+        pending, self._pending = self._pending, {}
+        for p in pending.values():
+            self._window.release()
+            if p.future.done():
+                continue
+            if p.sent_on >= 0:
+                metrics.PUBLISH_ERRORS.labels(reason="unconfirmed").inc()
+                p.future.set_exception(
+                    SendUnconfirmed(
+                        "producer closed before the broker answered; the message may have been published"
+                    )
+                )
+            else:
+                metrics.PUBLISH_ERRORS.labels(reason="closed").inc()
+                p.future.set_exception(ConnectionLost("producer closed before the message was sent"))
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -203,7 +237,14 @@ class Producer:
                 return
             if ws is None:
                 return  # closing
+            opened = time.monotonic()
             await self._run(ws)
+            # A connection that dies at once (a frame the broker refuses, a broker in trouble)
+            # must not become a reconnect loop: back off unless it lived a while.
+            if time.monotonic() - opened < STABLE_SECONDS:
+                await sleep_unless(self._stop, self._flapping.next_delay())
+            else:
+                self._flapping.reset()
 
     def _retrying(self, error: StreamError, delay: float) -> None:
         self.last_error = str(error)
@@ -225,18 +266,22 @@ class Producer:
             self._connected.set()
             self.last_error = None
             self._state_changed()
-            await self._read(ws)
+            closed_by_us = await self._read(ws)
         except (ConnectionError, aiohttp.ClientError, RuntimeError) as error:
             self.last_error = f"connection lost: {error}"
+            closed_by_us = False
         finally:
             self._connected.clear()
+        if ws.close_code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG and not closed_by_us:
+            self._fail_too_large()
         if not self._closing:
             if self.last_error is None:
                 self.last_error = "connection closed by the broker"
             self._state_changed()
             log.warning("producer_connection_lost", in_flight=len(self._pending), error=self.last_error)
 
-    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> bool:
+        """Handle the broker's answers until the connection closes; True if we closed it."""
         release = self._window.release
         observe = metrics.PUBLISH_LATENCY.observe
         published = metrics.MESSAGES_PUBLISHED
@@ -244,8 +289,9 @@ class Producer:
         text = aiohttp.WSMsgType.TEXT
         async for msg in ws:
             if msg.type != text:
-                if msg.type == aiohttp.WSMsgType.ERROR:  # e.g. over 5 MiB: counted, then reconnect
+                if msg.type == aiohttp.WSMsgType.ERROR:  # a frame we refuse: counted, then reconnect
                     note_error_frame("producer", msg.data)
+                    return True
                 continue
             try:
                 answer = parse(msg.data)
@@ -275,6 +321,30 @@ class Producer:
             else:
                 metrics.PUBLISH_ERRORS.labels(reason=f"send_error_{answer.code}"[:32]).inc()
                 pending.future.set_exception(SendError(answer.code, answer.error))
+        return False
+
+    def _fail_too_large(self) -> None:
+        """The broker closed the connection on a frame over its limit (1009): fail that message alone.
+
+        The close does not say which frame it was: the largest one written on that connection
+        and not answered. Anything at least that large is refused before sending from now on,
+        so the rest is resent and the connection does not die again on the same frame.
+        """
+        written = [(ctx, p) for ctx, p in self._pending.items() if p.sent_on == self._generation]
+        if not written:
+            return
+        context, culprit = max(written, key=lambda item: len(item[1].frame))
+        self.max_frame_bytes = min(self.max_frame_bytes, len(culprit.frame) - 1)
+        del self._pending[context]
+        self._window.release()
+        if not self._pending:
+            self._drained.set()
+        metrics.PUBLISH_ERRORS.labels(reason="too_large").inc()
+        log.warning(
+            "message_too_large", size=len(culprit.frame), limit=self.max_frame_bytes, closed_by="broker"
+        )
+        if not culprit.future.done():
+            culprit.future.set_exception(MessageTooLarge(len(culprit.frame), self.max_frame_bytes))
 
     def _issued(self, context: str | None) -> bool:
         return (
@@ -298,9 +368,11 @@ class Producer:
                     self._drained.set()
                 if not pending.future.done():
                     metrics.PUBLISH_ERRORS.labels(reason="timeout").inc()
-                    pending.future.set_exception(
-                        SendTimeout(f"no answer from the broker within {self.send_timeout:g} s")
+                    written = pending.sent_on >= 0
+                    text = f"no answer from the broker within {self.send_timeout:g} s" + (
+                        "; the message may have been published" if written else "; the message was not sent"
                     )
+                    pending.future.set_exception(SendTimeout(text, written=written))
 
     def _fail_all(self, error: StreamError, reason: str) -> None:
         pending, self._pending = self._pending, {}
@@ -309,3 +381,31 @@ class Producer:
             if not p.future.done():
                 metrics.PUBLISH_ERRORS.labels(reason=reason.lower()[:32]).inc()
                 p.future.set_exception(error)
+
+
+def _encoded(payload: bytes | str, properties: Mapping[str, str] | None, key: str | None) -> bytes:
+    """The payload as bytes, after checking that every text can be sent as UTF-8.
+
+    A lone surrogate ("\\ud800") is valid in a Python str and in JSON escapes, but not in UTF-8:
+    brokers refuse such a frame, Pulsar without telling which message it was.
+    """
+    _check_text("key", key)
+    for name, value in (properties or {}).items():
+        _check_text("a property name", name)
+        _check_text("property", value, name)
+    if isinstance(payload, bytes):
+        return payload
+    try:
+        return payload.encode()
+    except UnicodeEncodeError as error:
+        raise InvalidMessage(f"payload is not valid text: {error.reason} at position {error.start}") from None
+
+
+def _check_text(what: str, value: object, name: str | None = None) -> None:
+    if not isinstance(value, str) or value.isascii():  # ASCII (nearly always) is valid UTF-8
+        return
+    try:
+        value.encode()
+    except UnicodeEncodeError as error:
+        what = what if name is None else f"{what} {name.encode(errors='backslashreplace').decode()!r}"
+        raise InvalidMessage(f"{what} is not valid text: {error.reason} at position {error.start}") from None

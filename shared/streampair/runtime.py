@@ -14,10 +14,9 @@ ends the process with status 1 so that the orchestrator restarts it.
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -29,6 +28,7 @@ from streampair.errors import StreamError
 from streampair.logs import configure_logging, get_logger
 from streampair.naming import StreamAddress
 from streampair.settings import ServiceSettings
+from streampair.webserver import AppRunner, json_errors
 
 log = get_logger("streampair.runtime")
 
@@ -61,6 +61,8 @@ class ServiceStatus:
     connected: bool = False
     last_error: str | None = None
     stopping: bool = False
+    #: Connected, but work cannot proceed (`last_error` says why): not ready.
+    blocked: bool = False
     started_at: float = field(default_factory=time.time)
     counters: Callable[[], dict[str, Any]] = field(default=dict)
     #: Called after every `update`, e.g. to export the role as a metric.
@@ -68,7 +70,7 @@ class ServiceStatus:
 
     @property
     def ready(self) -> bool:
-        return self.connected and not self.stopping
+        return self.connected and not self.stopping and not self.blocked
 
     def update(
         self,
@@ -77,6 +79,7 @@ class ServiceStatus:
         connected: bool | None = None,
         error: str | None = _KEEP,
         stopping: bool | None = None,
+        blocked: bool | None = None,
     ) -> None:
         """Change what is given; `error=None` clears the last error."""
         if role is not None:
@@ -87,6 +90,8 @@ class ServiceStatus:
             self.last_error = error
         if stopping is not None:
             self.stopping = stopping
+        if blocked is not None:
+            self.blocked = blocked
         if self.on_update is not None:
             self.on_update(self)
 
@@ -116,27 +121,6 @@ class ServiceContext:
 
 
 Worker = Callable[[ServiceContext], Coroutine[Any, Any, None]]
-
-
-@web.middleware
-async def json_errors(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """Every error answer is JSON with a reason; an unexpected exception is a logged 500."""
-    try:
-        return await handler(request)
-    except web.HTTPException as error:
-        if error.status < 400:
-            raise
-        if error.content_type == "application/json" and error.text:
-            body = error.text
-        else:
-            body = json.dumps({"error": error.reason, "status": error.status})
-        headers = {"Allow": error.headers["Allow"]} if "Allow" in error.headers else None
-        return web.Response(status=error.status, text=body, content_type="application/json", headers=headers)
-    except Exception:
-        log.exception("http_handler_failed", path=request.path)
-        return web.json_response({"error": "internal error", "status": 500}, status=500)
 
 
 class ServiceRuntime:
@@ -215,7 +199,7 @@ class ServiceRuntime:
         stopping = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stopping.set)
-        runner = web.AppRunner(self.app, handle_signals=False, shutdown_timeout=1.0)
+        runner = AppRunner(self.app, shutdown_timeout=1.0)
         await runner.setup()
         site = web.TCPSite(runner, self.settings.http_host, self.settings.http_port, reuse_address=True)
         try:

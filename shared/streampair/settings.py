@@ -48,6 +48,8 @@ class ServiceSettings(BaseSettings):
     stream_global: bool = True
     stream_auth_token: SecretStr | None = None
     stream_ca_bundle: Path | None = None
+    #: The broker's frame limit (Pulsar's webSocketMaxTextFrameSize, 1 MiB by default).
+    stream_max_frame_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
     http_port: Port = 8000
     http_host: str = "0.0.0.0"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -136,6 +138,7 @@ class ServiceSettings(BaseSettings):
             api_key=_reveal(self.c8_api_key),
             auth_token=_reveal(self.stream_auth_token),
             ca_bundle=self.stream_ca_bundle,
+            max_frame_bytes=self.stream_max_frame_bytes,
             heartbeat_seconds=self.heartbeat_seconds,
             connect_timeout_seconds=self.connect_timeout_seconds,
             reconnect_max_seconds=self.reconnect_max_seconds,

@@ -40,6 +40,7 @@ SHARED: list[tuple[str, str]] = [
     ("STREAM_AUTH_TOKEN", "tok\x01en"),
     ("STREAM_CA_BUNDLE", "/nonexistent/ca.pem"),
     ("STREAM_CA_BUNDLE", NOT_PEM),
+    ("STREAM_MAX_FRAME_BYTES", "100"),
     ("HTTP_PORT", "0"),
     ("HTTP_PORT", "http"),
     ("HTTP_HOST", "not a host"),
@@ -56,7 +57,6 @@ PRODUCER: list[tuple[str, str]] = [
     ("PRODUCER_ID", ""),
     ("MAX_IN_FLIGHT", "0"),
     ("SEND_TIMEOUT_SECONDS", "0"),
-    ("MAX_BODY_BYTES", "10"),
 ]
 CONSUMER: list[tuple[str, str]] = [
     ("SUBSCRIPTION_NAME", "sub scription"),
@@ -67,6 +67,11 @@ CONSUMER: list[tuple[str, str]] = [
     ("RECEIVER_QUEUE_SIZE", "1001"),
     ("PRIORITY_LEVEL", "-1"),
     ("LOG_PAYLOADS", "sometimes"),
+    ("MAX_DELIVERY_ATTEMPTS", "-1"),
+    ("DEAD_LETTER_STREAM", ".."),
+    ("RETRY_DELAY_SECONDS", "0"),
+    ("RETRY_MAX_DELAY_SECONDS", "never"),
+    ("FAIL_ON_PROPERTY", "two words"),
 ]
 BROKER: list[tuple[str, str]] = [
     ("BROKER_AUTH_TOKEN", "   "),

@@ -28,3 +28,11 @@ END_TO_END_LATENCY = Histogram(
 )
 DUPLICATES = Counter("streampair_duplicates", "Messages received again, by (producer_id, seq)")
 SEQUENCE_GAPS = Counter("streampair_sequence_gaps", "Sequence numbers skipped, summed over gaps")
+SEQUENCE_RESETS = Counter(
+    "streampair_sequence_resets", "Jumps in a producer's sequence taken as a restart (not counted as gaps)"
+)
+MALFORMED_PROPERTIES = Counter(
+    "streampair_malformed_properties",
+    "Messages whose seq, sent_at or producer_id property is not well-formed (treated as absent), by property",
+    ["property"],
+)

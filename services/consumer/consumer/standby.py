@@ -21,10 +21,10 @@ from streampair.connection import ConnectionState
 from streampair.consumer import Consumer
 from streampair.errors import StreamError, StreamNotFound, SubscriptionBusy
 from streampair.logs import get_logger
+from streampair.processing import Processor
 from streampair.runtime import Role, ServiceExit, ServiceStatus
 
 from consumer import metrics
-from consumer.handler import MessageHandler
 from consumer.settings import ConsumerSettings
 
 log = get_logger("consumer.standby")
@@ -47,10 +47,10 @@ class StandbyDelay(Backoff):
 
 class StandbyLoop:
     def __init__(
-        self, consumer: Consumer, handler: MessageHandler, settings: ConsumerSettings, status: ServiceStatus
+        self, consumer: Consumer, processor: Processor, settings: ConsumerSettings, status: ServiceStatus
     ) -> None:
         self.consumer = consumer
-        self.handler = handler
+        self.processor = processor
         self.settings = settings
         self.status = status
         self.rejections = 0
@@ -65,14 +65,19 @@ class StandbyLoop:
         self._report("connecting", connected=False)
         consumer.on_state = self._on_connection
 
-    def _report(self, role: Role, *, connected: bool, error: str | None = None) -> None:
+    def _report(
+        self, role: Role, *, connected: bool, error: str | None = None, blocked: bool = False
+    ) -> None:
         """The one place that changes the service's status and the role metrics."""
-        self.status.update(role=role, connected=connected, error=error)
+        self.status.update(role=role, connected=connected, error=error, blocked=blocked)
         metrics.ROLE.state(role)
         self._active_gauge.set(1 if role == "active" else 0)
 
     def _on_connection(self, state: ConnectionState) -> None:
-        if state.connected:
+        if state.blocked:
+            # Connected, but a message it cannot receive stops the flow: say so, not Ready.
+            self._report("active", connected=True, error=state.error, blocked=True)
+        elif state.connected:
             self._become_active()
         elif self.status.role == "active":
             self._report("connecting", connected=False, error=state.error)
@@ -105,6 +110,7 @@ class StandbyLoop:
         finally:
             stopper.cancel()
             self._report("connecting", connected=False, error=self.status.last_error)
+            await self.processor.close()
             await self.consumer.close()
 
     async def _interrupt_on(self, stopping: asyncio.Event) -> None:
@@ -123,8 +129,7 @@ class StandbyLoop:
         self._delays.reset()
         self._busy_said = False
         async for message in self.consumer:
-            await self.handler.handle(message)
-            await self.consumer.ack(message)
+            await self.processor.process(message)  # acks, retries or dead-letters; never raises
             if stopping.is_set():
                 break
 

@@ -10,10 +10,19 @@ from aiohttp import web
 from streampair.admin import StreamAdmin
 from streampair.backoff import Backoff, retry
 from streampair.connection import ConnectionState, Connector
-from streampair.errors import SendError, SendTimeout, StreamError, Unauthorized
+from streampair.errors import (
+    InvalidMessage,
+    MessageTooLarge,
+    SendError,
+    SendTimeout,
+    SendUnconfirmed,
+    StreamError,
+    Unauthorized,
+)
 from streampair.logs import get_logger
 from streampair.producer import Producer
 from streampair.runtime import ServiceContext, ServiceRuntime, ServiceStatus
+from streampair.webserver import read_body, refusal
 
 from producer.publisher import Publisher
 from producer.settings import ProducerSettings
@@ -50,6 +59,7 @@ class ProducerService:
             "last_seq": self.publisher.seq,
             "published": self.publisher.published,
             "failed": self.publisher.failed,
+            "unconfirmed": self.publisher.unconfirmed,
             "in_flight": self.producer.in_flight,
         }
 
@@ -100,15 +110,15 @@ class ProducerService:
 
     async def post_message(self, request: web.Request) -> web.Response:
         """Publish a caller's message: {"payload": "...", "properties": {...}, "key": "..."}."""
-        try:
-            body = await request.json()
-        except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested too deep
-            raise _refusal(web.HTTPBadRequest, "body is not valid JSON") from None
+        content_type = request.headers.get("Content-Type")
+        if content_type is not None and not _is_json(request.content_type):
+            raise refusal(web.HTTPUnsupportedMediaType, "Content-Type must be application/json")
+        body = parse_json(await read_body(request))
         if not isinstance(body, dict):
-            raise _refusal(web.HTTPBadRequest, "body must be a JSON object")
+            raise refusal(web.HTTPBadRequest, "body must be a JSON object")
         payload = body.get("payload")
         if not isinstance(payload, str):
-            raise _refusal(web.HTTPUnprocessableEntity, "payload (a string) is required")
+            raise refusal(web.HTTPUnprocessableEntity, "payload (a string) is required")
         properties = body.get("properties")
         if properties is None:
             properties = {}  # absent or null; [] or "" are refused below, not taken as empty
@@ -117,27 +127,48 @@ class ProducerService:
             or len(properties) > MAX_PROPERTIES
             or not all(isinstance(k, str) and isinstance(v, str) for k, v in properties.items())
         ):
-            raise _refusal(
+            raise refusal(
                 web.HTTPUnprocessableEntity,
                 f"properties must be an object of at most {MAX_PROPERTIES} string values",
             )
         key = body.get("key")
         if key is not None and not isinstance(key, str):
-            raise _refusal(web.HTTPUnprocessableEntity, "key must be a string")
+            raise refusal(web.HTTPUnprocessableEntity, "key must be a string")
         if not self.producer.connected:
-            raise _refusal(web.HTTPServiceUnavailable, "not connected to the broker")
+            raise refusal(web.HTTPServiceUnavailable, "not connected to the broker")
         try:
             message_id = await self.producer.send(payload, properties, key=key)
+        except InvalidMessage as error:
+            raise refusal(web.HTTPUnprocessableEntity, str(error)) from None
+        except MessageTooLarge as error:
+            raise refusal(web.HTTPRequestEntityTooLarge, str(error)) from None
         except SendError as error:
-            raise _refusal(web.HTTPBadGateway, str(error)) from None
-        except (SendTimeout, StreamError) as error:
-            raise _refusal(web.HTTPServiceUnavailable, str(error)) from None
+            raise refusal(web.HTTPBadGateway, str(error)) from None
+        except SendTimeout as error:
+            raise refusal(web.HTTPServiceUnavailable, str(error), unconfirmed=error.written) from None
+        except SendUnconfirmed as error:
+            raise refusal(web.HTTPServiceUnavailable, str(error), unconfirmed=True) from None
+        except StreamError as error:
+            raise refusal(web.HTTPServiceUnavailable, str(error), unconfirmed=False) from None
         return web.json_response({"messageId": message_id}, status=201)
 
 
-def _refusal(kind: type[web.HTTPException], message: str) -> web.HTTPException:
-    status = kind.status_code
-    return kind(text=json.dumps({"error": message, "status": status}), content_type="application/json")
+def _is_json(content_type: str) -> bool:
+    return content_type == "application/json" or (
+        content_type.startswith("application/") and content_type.endswith("+json")
+    )
+
+
+def parse_json(raw: bytes) -> object:
+    """Strict JSON: UTF-8, no NaN or Infinity (other parsers refuse them), bounded nesting."""
+
+    def no_constants(name: str) -> object:
+        raise ValueError(f"{name} is not JSON")
+
+    try:
+        return json.loads(raw.decode("utf-8"), parse_constant=no_constants)
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, NaN, or nested too deep
+        raise refusal(web.HTTPBadRequest, "body is not valid JSON") from None
 
 
 def build_runtime(settings: ProducerSettings) -> ServiceRuntime:
@@ -147,6 +178,7 @@ def build_runtime(settings: ProducerSettings) -> ServiceRuntime:
         settings,
         service.run,
         routes=service.routes(),
-        max_body_bytes=settings.max_body_bytes,
+        # A body larger than the broker's frame could never be published.
+        max_body_bytes=settings.stream_max_frame_bytes,
         status=service.status,
     )

@@ -15,7 +15,7 @@ from functools import partial
 from typing import Any
 
 from streampair.backoff import sleep_unless
-from streampair.errors import StreamError
+from streampair.errors import SendTimeout, SendUnconfirmed, StreamError
 from streampair.logs import get_logger
 from streampair.producer import Producer
 
@@ -30,6 +30,8 @@ class Publisher:
         self.seq = 0
         self.published = 0
         self.failed = 0
+        #: Written, but the broker never answered: perhaps published (consumers will tell).
+        self.unconfirmed = 0
         self._in_flight: set[asyncio.Future[str]] = set()
         self._verbose = interval > 0  # one log line per message at 1/s; none in a flood
 
@@ -93,6 +95,10 @@ class Publisher:
             log.info("published", seq=seq, message_id=future.result(), payload=text)
 
     def _failed(self, seq: int, error: BaseException | str) -> None:
+        if isinstance(error, SendUnconfirmed) or (isinstance(error, SendTimeout) and error.written):
+            self.unconfirmed += 1
+            log.warning("publish_unconfirmed", seq=seq, error=str(error))
+            return
         self.failed += 1
         log.error("publish_failed", seq=seq, error=str(error))
 

@@ -23,4 +23,3 @@ class ProducerSettings(ServiceSettings):
     )
     max_in_flight: Annotated[int, Field(ge=1, le=10000)] = 1000
     send_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 30.0
-    max_body_bytes: Annotated[int, Field(ge=1024, le=5 * 1024 * 1024)] = 1024 * 1024
