@@ -176,6 +176,27 @@ class Service:
             except ValueError:
                 return r.status, text
 
+    async def post_json(self, path: str, body: object, timeout: float = 40.0) -> tuple[int, Any]:
+        """Status and parsed JSON answer of a POST with a JSON body."""
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(self.url + path, json=body, timeout=aiohttp.ClientTimeout(total=timeout)) as r,
+        ):
+            text = await r.text()
+            try:
+                return r.status, json.loads(text)
+            except ValueError:
+                return r.status, text
+
+    async def metric(self, name: str, labels: str = "") -> float:
+        """One sample from /metrics (`labels` as exposed, e.g. 'endpoint="consumer"'); 0 if absent."""
+        _, text = await self.get_json("/metrics")
+        prefix = f"{name}{{{labels}}} " if labels else f"{name} "
+        for line in str(text).splitlines():
+            if line.startswith(prefix):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
     async def wait_http(self, path: str, predicate: Callable[[int, Any], bool], timeout: float = 20.0) -> Any:
         """Poll an endpoint until `predicate(status, body)`: for state that has no log line."""
         deadline = time.monotonic() + timeout

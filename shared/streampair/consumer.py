@@ -58,6 +58,7 @@ class _Subscriber:
         self.on_state: StateCallback | None = None
         #: Why messages cannot flow although connected (a message over our frame limit), or None.
         self.blocked: str | None = None
+        self._blocked_on = 0  # the connection that met it
         self._gauge = metrics.BROKER_CONNECTED.labels(endpoint=self.kind)
         self._blocked_gauge = metrics.BLOCKED.labels(endpoint=self.kind)
         metrics.CONSUMER.register()
@@ -135,7 +136,7 @@ class _Subscriber:
                     if frame.type == aiohttp.WSMsgType.ERROR:  # counted; the connection then closes
                         note_error_frame(self.kind, frame.data)
                         if is_too_large(frame.data):
-                            self._block()
+                            self._block(generation)
                     continue
                 try:
                     queue.put_nowait(protocol.parse_message(frame.data, generation))
@@ -180,8 +181,9 @@ class _Subscriber:
     def __aiter__(self) -> AsyncIterator[Message]:
         return self._iterate()
 
-    def _block(self) -> None:
+    def _block(self, generation: int) -> None:
         """A message over our frame limit: the broker will send it again on every connection."""
+        self._blocked_on = generation
         limit = self.connector.config.max_frame_bytes
         self.blocked = (
             f"a message larger than this {self.kind} accepts ({limit} bytes, STREAM_MAX_FRAME_BYTES) "
@@ -203,8 +205,8 @@ class _Subscriber:
             item = await self._queue.get()
             if isinstance(item, Message):
                 metrics.MESSAGES_RECEIVED.inc()
-                if self.blocked is not None:
-                    self._unblock()
+                if self.blocked is not None and item.connection > self._blocked_on:
+                    self._unblock()  # a later connection delivered: the big message is gone
                 yield item
                 continue
             if self._closing:

@@ -33,7 +33,10 @@ def error_body(status: int, message: str, **extra: Any) -> str:
 
 def refusal(kind: type[web.HTTPException], message: str, **extra: Any) -> web.HTTPException:
     """An HTTP error with our JSON body, to raise from a handler."""
-    return kind(text=error_body(kind.status_code, message, **extra), content_type="application/json")
+    text = error_body(kind.status_code, message, **extra)
+    if issubclass(kind, web.HTTPRequestEntityTooLarge):  # its constructor wants the sizes
+        return kind(max_size=0, actual_size=0, text=text, content_type="application/json")
+    return kind(text=text, content_type="application/json")
 
 
 @web.middleware

@@ -24,7 +24,6 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
-
 from streampair.protocol import send_frame
 
 from harness import ROOT, base_env, free_port
@@ -304,3 +303,76 @@ def test_property_any_bytes_never_500(services: dict[str, Proc], raw: bytes, con
     headers = {"Content-Type": content_type} if content_type else {}
     status, _, answer = services["producer"].request("POST", "/messages", raw, headers)
     assert status in ((201, 400, 413, 422) if content_type != "text/plain" else (415,)), (status, answer)
+
+
+# -- hostile input (issue #12) ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (b'{"payload": "\\ud800"}', "payload"),
+        (b'{"payload": "a", "key": "\\ud800"}', "key"),
+        (b'{"payload": "a", "properties": {"k": "x\\udfff"}}', "property 'k'"),
+        (b'{"payload": "a", "properties": {"\\ud800": "v"}}', "property name"),
+    ],
+)
+def test_a_lone_surrogate_is_422_naming_the_field(services: dict[str, Proc], body: bytes, field: str) -> None:
+    status, headers, answer = services["producer"].request(
+        "POST", "/messages", body, {"Content-Type": "application/json"}
+    )
+    assert status == 422, answer
+    check_conforms("producer", "/messages", "POST", status, headers, answer)
+    assert field in json.loads(answer)["error"]
+
+
+@pytest.mark.parametrize("body", [b'{"payload": "a", "x": NaN}', b'{"payload": "a", "x": -Infinity}'])
+def test_non_standard_json_constants_are_refused(services: dict[str, Proc], body: bytes) -> None:
+    status, _, answer = services["producer"].request(
+        "POST", "/messages", body, {"Content-Type": "application/json"}
+    )
+    assert status == 400 and json.loads(answer) == {"error": "body is not valid JSON", "status": 400}
+
+
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "application/x-www-form-urlencoded", "application/xml"]
+)
+def test_other_content_types_are_415(services: dict[str, Proc], content_type: str) -> None:
+    status, headers, answer = services["producer"].request(
+        "POST", "/messages", b'{"payload": "a"}', {"Content-Type": content_type}
+    )
+    assert status == 415, answer
+    check_conforms("producer", "/messages", "POST", status, headers, answer)
+
+
+def test_a_message_whose_frame_would_not_fit_is_413_before_sending(services: dict[str, Proc]) -> None:
+    body = json.dumps({"payload": "x" * 1600}).encode()  # under the body limit; base64 is 4/3 of it
+    assert len(body) < MAX_BODY
+    status, headers, answer = services["producer"].request(
+        "POST", "/messages", body, {"Content-Type": "application/json"}
+    )
+    assert status == 413, answer
+    check_conforms("producer", "/messages", "POST", status, headers, answer)
+    assert "STREAM_MAX_FRAME_BYTES" in json.loads(answer)["error"]
+
+
+@pytest.mark.parametrize("service", ["producer", "consumer"])
+def test_each_service_exports_only_its_own_series(services: dict[str, Proc], service: str) -> None:
+    _, _, body = services[service].request("GET", "/metrics")
+    names = {
+        line.split("{")[0].split(" ")[0] for line in body.decode().splitlines() if not line.startswith("#")
+    }
+    producer_only = {"streampair_messages_published_total", "streampair_publish_latency_seconds_count"}
+    consumer_only = {
+        "streampair_messages_received_total",
+        "streampair_consumer_active",
+        "streampair_end_to_end_latency_seconds_count",
+        "streampair_duplicates_total",
+        "streampair_messages_dead_lettered_total",
+    }
+    mine, theirs = (producer_only, consumer_only) if service == "producer" else (consumer_only, producer_only)
+    assert mine <= names, mine - names
+    assert not theirs & names, theirs & names
+    if service == "producer":  # labelled series show once they have a sample; their HELP shows at once
+        assert "streampair_handler_errors" not in body.decode()
+    assert not [n for n in names if n.endswith("_created")]  # no timestamp twin per counter
