@@ -5,14 +5,17 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 
-.PHONY: help venv lint typecheck test test-pulsar demo bench chaos clean
+.PHONY: help venv lint typecheck test test-pulsar demo demo-reset bench chaos clean
 
 help:
 	@echo "make demo         embedded broker + producer + two consumers, as processes"
+	@echo "                  (ports: DEMO_BROKER_PORT=8080, DEMO_HTTP_PORT=8001 and the two after it)"
+	@echo "make demo-reset   forget the demo broker's stored messages (.cache/demo-broker)"
 	@echo "make test         lint, type-check and the whole test suite (what CI runs)"
 	@echo "make test-pulsar  the conformance and end-to-end suites against a real Apache Pulsar"
 	@echo "make bench        benchmarks -> bench/results/latest.json (BENCH_QUICK=1 for a short run)"
 	@echo "make chaos        fault-injection suite -> bench/results/chaos.json"
+	@echo "make clean        remove the environments and tool caches (keeps .cache: Pulsar jars, images, demo data)"
 
 $(UV):
 	python3 -m venv .venv-tools && .venv-tools/bin/pip install -q 'uv>=0.5'
@@ -37,6 +40,10 @@ test-pulsar: venv
 demo: venv
 	$(PY) scripts/demo.py
 
+demo-reset:
+	rm -rf .cache/demo-broker
+	@echo "demo data removed: the next make demo starts with an empty stream"
+
 bench: venv
 	$(PY) -m bench
 
@@ -45,3 +52,4 @@ chaos: venv
 
 clean:
 	rm -rf $(VENV) .venv-tools .pytest_cache .mypy_cache .ruff_cache
+	@echo "kept .cache/ (Pulsar jars, built images and binaries, the demo's data: make demo-reset); rm -rf .cache to drop it"
