@@ -40,8 +40,8 @@ class Backoff:
         return delay
 
     def delay_after(self, error: StreamError) -> float:
-        """The wait before the next attempt after `error`; subclasses may look at the error."""
-        return self.next_delay()
+        """The wait before the next attempt after `error`, never below what the error asks for."""
+        return max(self.next_delay(), error.min_retry_delay)
 
     def reset(self) -> None:
         self.attempt = 0

@@ -34,6 +34,10 @@ class ClientConfig:
     api_key: str | None = field(default=None, repr=False)
     #: Pulsar JWT or Macrometa bearer token.
     auth_token: str | None = field(default=None, repr=False)
+    #: Files holding the token or the API key instead, read again for every connection attempt,
+    #: so that a rotated secret (a Kubernetes Secret mounted as a file) is used without a restart.
+    auth_token_file: Path | None = None
+    api_key_file: Path | None = None
     #: PEM file of the CA that signed the broker's certificate; the system CAs otherwise.
     ca_bundle: Path | None = None
     #: Largest frame the broker accepts: Pulsar's `webSocketMaxTextFrameSize`, 1 MiB by default.
@@ -51,6 +55,10 @@ class ClientConfig:
             raise ValueError("stream must not be empty")
         if self.max_frame_bytes < 1024:
             raise ValueError("max_frame_bytes must be at least 1024")
+        if self.auth_token is not None and self.auth_token_file is not None:
+            raise ValueError("give auth_token or auth_token_file, not both")
+        if self.api_key is not None and self.api_key_file is not None:
+            raise ValueError("give api_key or api_key_file, not both")
         object.__setattr__(self, "url", self.url.rstrip("/"))
 
     def describe(self) -> dict[str, object]:

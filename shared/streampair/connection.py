@@ -12,6 +12,7 @@ import contextlib
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -21,6 +22,7 @@ from streampair.config import ClientConfig
 from streampair.errors import (
     BrokerUnavailable,
     CertificateError,
+    CredentialUnavailable,
     HandshakeError,
     InvalidRequest,
     ProducerBusy,
@@ -62,8 +64,10 @@ def attempt_result(error: BaseException | None) -> str:
         return "ok"
     if isinstance(error, SubscriptionBusy | ProducerBusy):
         return "busy"
-    if isinstance(error, Unauthorized | CertificateError):
-        return "unauthorized"
+    if isinstance(error, Unauthorized):
+        return "forbidden" if error.status == 403 else "unauthenticated"
+    if isinstance(error, CertificateError | CredentialUnavailable):
+        return "unauthenticated"
     if isinstance(error, StreamNotFound):
         return "not_found"
     if isinstance(error, InvalidRequest):
@@ -99,13 +103,29 @@ class Connector:
 
     # -- credentials -------------------------------------------------------------------------
 
-    def rest_headers(self) -> dict[str, str]:
+    def api_key(self) -> str | None:
+        """The Macrometa API key: the configured one, or the file's content as it is now."""
+        return self.config.api_key or read_secret(self.config.api_key_file, "C8_API_KEY_FILE")
+
+    def auth_token(self) -> str | None:
+        """The token: the configured one, or the file's content as it is now (rotation)."""
+        return self.config.auth_token or read_secret(self.config.auth_token_file, "STREAM_AUTH_TOKEN_FILE")
+
+    def credential_setting(self) -> str:
+        """The setting a refusal of our credentials points at."""
         c = self.config
-        if c.backend == "macrometa" and c.api_key is not None:
-            return {"Authorization": f"apikey {c.api_key}"}
-        if c.auth_token is not None:
-            scheme = "bearer" if c.backend == "macrometa" else "Bearer"
-            return {"Authorization": f"{scheme} {c.auth_token}"}
+        if c.backend == "macrometa" and (c.api_key or c.api_key_file):
+            return "C8_API_KEY_FILE" if c.api_key_file else "C8_API_KEY"
+        if c.auth_token_file:
+            return "STREAM_AUTH_TOKEN_FILE"
+        return "STREAM_AUTH_TOKEN" if c.auth_token else "STREAM_AUTH_TOKEN (not set)"
+
+    def rest_headers(self) -> dict[str, str]:
+        backend = self.config.backend
+        if backend == "macrometa" and (api_key := self.api_key()) is not None:
+            return {"Authorization": f"apikey {api_key}"}
+        if (token := self.auth_token()) is not None:
+            return {"Authorization": f"{'bearer' if backend == 'macrometa' else 'Bearer'} {token}"}
         return {}
 
     async def one_time_password(self) -> str:
@@ -125,7 +145,7 @@ class Connector:
 
     async def ws_auth(self, params: dict[str, str]) -> dict[str, str]:
         """Headers for a WebSocket attempt; may add `otp` to `params`."""
-        if self.config.backend == "macrometa" and self.config.api_key is not None:
+        if self.config.backend == "macrometa" and (self.config.api_key or self.config.api_key_file):
             params["otp"] = await self.one_time_password()
             return {}
         return self.rest_headers()
@@ -176,14 +196,14 @@ class Connector:
             )
         except aiohttp.WSServerHandshakeError as error:
             # aiohttp keeps no body of a refused upgrade; its message is a generic "Invalid response status".
-            failure: StreamError = error_for_status(error.status, kind)
+            failure: StreamError = self._explained(error_for_status(error.status, kind), kind)
             self._count(kind, url_for_logs, failure)
             raise failure from None
         except aiohttp.ClientConnectorCertificateError as error:
             failure = CertificateError(_certificate_message(url_for_logs, error))
             self._count(kind, url_for_logs, failure)
             raise failure from None
-        except (HandshakeError, CertificateError) as error:  # from the OTP request
+        except (HandshakeError, CertificateError, CredentialUnavailable) as error:  # OTP request, secret file
             self._count(kind, url_for_logs, error)
             raise
         except (aiohttp.ClientError, TimeoutError, OSError) as error:
@@ -192,6 +212,20 @@ class Connector:
             raise failure from None
         self._count(kind, url_for_logs, None)
         return ws
+
+    def _explained(self, error: HandshakeError, kind: str) -> HandshakeError:
+        """A refusal of our credentials says which setting to fix, and how (401 or 403)."""
+        if not isinstance(error, Unauthorized):
+            return error
+        setting = self.credential_setting()
+        if error.status == 403:
+            verb = {"producer": "publish to", "consumer": "consume from", "reader": "read"}.get(kind, "use")
+            why = (
+                f"authenticated, but the role of {setting} may not {verb} {self.address.full_topic}: grant it"
+            )
+        else:
+            why = f"not authenticated: {setting} is missing, wrong or expired"
+        return Unauthorized(error.status, f"{error} ({why})")
 
     def _count(self, kind: str, url: str, error: StreamError | None) -> None:
         result = attempt_result(error)
@@ -220,6 +254,19 @@ def note_error_frame(kind: str, data: object) -> None:
     label = "too_large" if is_too_large(data) else "protocol_error"
     metrics.MALFORMED_FRAMES.labels(kind=label).inc()
     log.warning("malformed_frame", kind=label, endpoint=kind, detail=detail, reconnecting=True)
+
+
+def read_secret(path: Path | None, setting: str) -> str | None:
+    """A secret file's content without surrounding white space; None without a file."""
+    if path is None:
+        return None
+    try:
+        value = path.read_text().strip()
+    except (OSError, UnicodeDecodeError) as error:
+        raise CredentialUnavailable(f"cannot read {setting} ({path}): {error.__class__.__name__}") from None
+    if not value or any(c.isspace() or not c.isprintable() for c in value):
+        raise CredentialUnavailable(f"{setting} ({path}) is empty or holds spaces or control characters")
+    return value
 
 
 def _redact(url: str) -> str:

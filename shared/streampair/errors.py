@@ -12,6 +12,8 @@ class StreamError(Exception):
 
     #: True when the same operation may succeed later (network blip, broker restart).
     retryable: bool = False
+    #: The least wait before trying again: some refusals must not be retried in a tight loop.
+    min_retry_delay: float = 0.0
 
 
 class HandshakeError(StreamError):
@@ -27,7 +29,18 @@ class InvalidRequest(HandshakeError):
 
 
 class Unauthorized(HandshakeError):
-    """401/403: missing, wrong or expired credentials."""
+    """401 (not authenticated: credential missing, wrong or expired) or 403 (authenticated, but
+    not allowed this). Retried, slowly: a rotated secret or a granted permission fixes it."""
+
+    retryable = True
+    min_retry_delay = 5.0
+
+
+class CredentialUnavailable(StreamError):
+    """The file that holds the token or API key cannot be read (it may be in the middle of a rotation)."""
+
+    retryable = True
+    min_retry_delay = 1.0
 
 
 class StreamNotFound(HandshakeError):

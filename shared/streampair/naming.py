@@ -56,7 +56,7 @@ class StreamAddress:
                 backend="macrometa",
                 http_base=f"{'https' if secure else 'http'}://{host}",
                 ws_base=f"{'wss' if secure else 'ws'}://{host}",
-                tenant=tenant_from_api_key(config.api_key),
+                tenant=tenant_from_api_key(config.api_key or _key_from_file(config)),
                 namespace=f"c8{scope}.{config.fabric}",
                 topic=f"c8{scope}s.{config.stream}",
                 stream=config.stream,
@@ -101,3 +101,13 @@ class StreamAddress:
 
     def otp_url(self) -> str:
         return f"{self.http_base}/apid/otp"
+
+
+def _key_from_file(config: ClientConfig) -> str | None:
+    """The API key in C8_API_KEY_FILE at start: a rotated key keeps its tenant."""
+    if config.api_key_file is None:
+        return None
+    try:
+        return config.api_key_file.read_text().strip() or None
+    except (OSError, UnicodeDecodeError):
+        return None

@@ -140,6 +140,7 @@ class ServiceRuntime:
         self.settings = settings
         self.worker = worker
         self.status = status or ServiceStatus(service)
+        metrics.CLIENT.register()
         address = StreamAddress.from_config(settings.client_config())
         self.status.details = {
             "backend": settings.stream_backend,

@@ -20,10 +20,12 @@ from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streampair.config import ClientConfig, describe_fields
+from streampair.connection import read_secret
+from streampair.errors import CredentialUnavailable
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 PositiveSeconds = Annotated[float, Field(gt=0, le=3600)]
@@ -45,8 +47,10 @@ class ServiceSettings(BaseSettings):
     stream_namespace: Name = "default"
     c8_fabric: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_\-]+$")] = "_system"
     c8_api_key: SecretStr | None = None
+    c8_api_key_file: Path | None = None
     stream_global: bool = True
     stream_auth_token: SecretStr | None = None
+    stream_auth_token_file: Path | None = None
     stream_ca_bundle: Path | None = None
     #: The broker's frame limit (Pulsar's webSocketMaxTextFrameSize, 1 MiB by default).
     stream_max_frame_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
@@ -95,18 +99,20 @@ class ServiceSettings(BaseSettings):
     @field_validator("c8_api_key", "stream_auth_token", mode="before")
     @classmethod
     def _secret_shape(cls, value: object) -> object:
-        # Surrounding whitespace (a trailing newline from a secret file) is dropped; empty means
-        # unset; anything else with spaces or control characters would corrupt a header.
-        if isinstance(value, SecretStr):
-            value = value.get_secret_value()
-        if not isinstance(value, str):
-            return value
-        value = value.strip()
-        if not value:
-            return None
-        if any(c.isspace() or not c.isprintable() for c in value):
-            raise ValueError("must not contain spaces or control characters")
-        return value
+        return secret_shape(value)
+
+    @field_validator("c8_api_key_file", "stream_auth_token_file")
+    @classmethod
+    def _secret_file(cls, value: Path | None) -> Path | None:
+        return usable_secret_file(value)
+
+    @model_validator(mode="after")
+    def _one_source_per_secret(self) -> ServiceSettings:
+        if self.stream_auth_token is not None and self.stream_auth_token_file is not None:
+            raise ValueError("STREAM_AUTH_TOKEN and STREAM_AUTH_TOKEN_FILE are both set: keep one")
+        if self.c8_api_key is not None and self.c8_api_key_file is not None:
+            raise ValueError("C8_API_KEY and C8_API_KEY_FILE are both set: keep one")
+        return self
 
     @field_validator("log_level", "log_format", mode="before")
     @classmethod
@@ -136,7 +142,9 @@ class ServiceSettings(BaseSettings):
             fabric=self.c8_fabric,
             global_stream=self.stream_global,
             api_key=_reveal(self.c8_api_key),
+            api_key_file=self.c8_api_key_file,
             auth_token=_reveal(self.stream_auth_token),
+            auth_token_file=self.stream_auth_token_file,
             ca_bundle=self.stream_ca_bundle,
             max_frame_bytes=self.stream_max_frame_bytes,
             heartbeat_seconds=self.heartbeat_seconds,
@@ -164,6 +172,31 @@ class ServiceSettings(BaseSettings):
         return out
 
 
+def secret_shape(value: object) -> object:
+    """Surrounding white space (a trailing newline from a secret file) is dropped; empty means
+    unset; anything else with spaces or control characters would corrupt a header."""
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    if not isinstance(value, str):
+        return value
+    value = value.strip()
+    if not value:
+        return None
+    if any(c.isspace() or not c.isprintable() for c in value):
+        raise ValueError("must not contain spaces or control characters")
+    return value
+
+
+def usable_secret_file(value: Path | None) -> Path | None:
+    """A secret file is read again at each use; it must be usable at start so a typo shows at once."""
+    if value is not None:
+        try:
+            read_secret(value, "")
+        except CredentialUnavailable:
+            raise ValueError("must be a readable file holding one secret (no spaces)") from None
+    return value
+
+
 def _reveal(secret: SecretStr | None) -> str | None:
     return None if secret is None else secret.get_secret_value()
 
@@ -187,7 +220,9 @@ def _is_host(value: str) -> bool:
 def format_validation_error(cls: type[BaseSettings], error: ValidationError) -> str:
     """One line: the first bad variable, what it accepts, and (unless secret) what it got."""
     first = error.errors()[0]
-    field_name = str(first["loc"][0]) if first["loc"] else "?"
+    if not first["loc"]:  # a rule across settings: its message names them
+        return "invalid settings: " + first["msg"].removeprefix("Value error, ")
+    field_name = str(first["loc"][0])
     variable = field_name.upper()
     info = cls.model_fields.get(field_name)
     # A URL may carry a password by mistake: never echo it either.

@@ -55,7 +55,9 @@ async def json_errors(
             body = error_body(error.status, error.reason)
         if error.status < 500:
             log.warning("http_client_error", status=error.status, method=request.method, path=request.path)
-        headers = {"Allow": error.headers["Allow"]} if "Allow" in error.headers else None
+        headers = {
+            name: error.headers[name] for name in ("Allow", "WWW-Authenticate") if name in error.headers
+        }
         return web.Response(status=error.status, text=body, content_type="application/json", headers=headers)
     except Exception:
         log.exception("http_handler_failed", path=request.path)

@@ -65,7 +65,7 @@ async def test_other_refusals_are_typed(status: int, error: type[Exception]) -> 
     async with serve_app(app) as base:
         connector = Connector(settings(base))
         with pytest.raises(error):
-            await Consumer(connector, "s").connect_with_retry()
+            await Consumer(connector, "s").connect()
         await connector.close()
 
 

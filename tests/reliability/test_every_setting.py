@@ -41,6 +41,8 @@ SHARED: list[tuple[str, str]] = [
     ("STREAM_CA_BUNDLE", "/nonexistent/ca.pem"),
     ("STREAM_CA_BUNDLE", NOT_PEM),
     ("STREAM_MAX_FRAME_BYTES", "100"),
+    ("STREAM_AUTH_TOKEN_FILE", "/nonexistent/token"),
+    ("C8_API_KEY_FILE", NOT_PEM),  # a file, but not one secret: it holds spaces
     ("HTTP_PORT", "0"),
     ("HTTP_PORT", "http"),
     ("HTTP_HOST", "not a host"),
@@ -53,6 +55,8 @@ SHARED: list[tuple[str, str]] = [
     ("SHUTDOWN_TIMEOUT_SECONDS", "99999"),
 ]
 PRODUCER: list[tuple[str, str]] = [
+    ("HTTP_AUTH_TOKEN", "two words"),
+    ("HTTP_AUTH_TOKEN_FILE", "/nonexistent/token"),
     ("PUBLISH_INTERVAL_SECONDS", "-0.5"),
     ("PRODUCER_ID", ""),
     ("MAX_IN_FLIGHT", "0"),

@@ -19,8 +19,8 @@ from streampair.errors import (
     [
         (409, "consumer", SubscriptionBusy, False),
         (409, "producer", ProducerBusy, False),
-        (401, "consumer", Unauthorized, False),
-        (403, "producer", Unauthorized, False),
+        (401, "consumer", Unauthorized, True),  # slowly: a rotated secret fixes it
+        (403, "producer", Unauthorized, True),  # slowly: a granted permission fixes it
         (404, "reader", StreamNotFound, False),
         (400, "consumer", InvalidRequest, False),
         (429, "producer", BrokerUnavailable, True),
@@ -69,3 +69,9 @@ def test_jittered_stays_within_spread() -> None:
     values = [jittered(1.0, 0.2, rng) for _ in range(500)]
     assert all(0.8 <= v <= 1.2 for v in values)
     assert max(values) - min(values) > 0.3
+
+
+def test_a_refused_credential_is_never_retried_in_a_tight_loop() -> None:
+    backoff = Backoff(base=0.01, cap=10.0)
+    assert all(backoff.delay_after(Unauthorized(401, "no")) >= 5.0 for _ in range(20))
+    assert backoff.delay_after(BrokerUnavailable(503, "busy")) <= 10.0

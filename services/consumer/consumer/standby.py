@@ -42,7 +42,7 @@ class StandbyDelay(Backoff):
     def delay_after(self, error: StreamError) -> float:
         if isinstance(error, SubscriptionBusy):
             return jittered(self.period)
-        return self.next_delay()
+        return super().delay_after(error)
 
 
 class StandbyLoop:
@@ -79,9 +79,10 @@ class StandbyLoop:
             self._report("active", connected=True, error=state.error, blocked=True)
         elif state.connected:
             self._become_active()
-        elif self.status.role == "active":
-            self._report("connecting", connected=False, error=state.error)
-            if not self.status.stopping:
+        elif self.status.role != "standby":  # a standby holds no connection to lose
+            was_active = self.status.role == "active"
+            self._report("connecting", connected=False, error=state.error)  # /readyz says why
+            if was_active and not self.status.stopping:
                 log.warning(
                     "subscription_connection_lost",
                     subscription=self.settings.subscription_name,

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 from typing import Any
 
 from aiohttp import web
 from streampair.admin import StreamAdmin
 from streampair.backoff import Backoff, retry
-from streampair.connection import ConnectionState, Connector
+from streampair.connection import ConnectionState, Connector, read_secret
 from streampair.errors import (
+    CredentialUnavailable,
     InvalidMessage,
     MessageTooLarge,
     SendError,
@@ -24,6 +26,7 @@ from streampair.producer import Producer
 from streampair.runtime import ServiceContext, ServiceRuntime, ServiceStatus
 from streampair.webserver import read_body, refusal
 
+from producer import metrics
 from producer.publisher import Publisher
 from producer.settings import ProducerSettings
 
@@ -108,8 +111,32 @@ class ProducerService:
 
         await retry(attempt, stop=stopping, backoff=Backoff(base=0.5, cap=10.0), on_retry=waiting)
 
+    def _authorized(self, request: web.Request) -> bool:
+        """HTTP_AUTH_TOKEN(_FILE), compared in constant time; the file is read per request (rotation)."""
+        token = self.settings.http_auth_token
+        expected = (
+            token.get_secret_value()
+            if token
+            else read_secret(self.settings.http_auth_token_file, "HTTP_AUTH_TOKEN_FILE")
+        )
+        if expected is None:
+            return True  # no token configured: the API is open (the README says so)
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), expected.encode())
+
     async def post_message(self, request: web.Request) -> web.Response:
         """Publish a caller's message: {"payload": "...", "properties": {...}, "key": "..."}."""
+        try:
+            authorized = self._authorized(request)
+        except CredentialUnavailable:
+            raise refusal(web.HTTPServiceUnavailable, "HTTP_AUTH_TOKEN_FILE cannot be read") from None
+        if not authorized:
+            metrics.HTTP_UNAUTHORIZED.inc()
+            error = refusal(
+                web.HTTPUnauthorized, "POST /messages needs Authorization: Bearer <HTTP_AUTH_TOKEN>"
+            )
+            error.headers["WWW-Authenticate"] = 'Bearer realm="streampair"'
+            raise error
         content_type = request.headers.get("Content-Type")
         if content_type is not None and not _is_json(request.content_type):
             raise refusal(web.HTTPUnsupportedMediaType, "Content-Type must be application/json")
