@@ -14,6 +14,8 @@ import structlog
 from structlog.tracebacks import ExceptionDictTransformer
 from structlog.typing import EventDict, Processor, WrappedLogger
 
+from streampair.tracing import add_trace_ids
+
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
 #: Keys whose values are never written, whatever logs them.
@@ -38,6 +40,7 @@ def shared_processors(service: str) -> list[Processor]:
         structlog.stdlib.ExtraAdder(),
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         add_service,
+        add_trace_ids,
         redact_secrets,
     ]
 

@@ -25,9 +25,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from opentelemetry.trace import Span
 from prometheus_client import Counter
 
-from streampair import metrics
+from streampair import metrics, tracing
 from streampair.admin import StreamAdmin
 from streampair.backoff import Backoff, sleep_unless
 from streampair.connection import Connector
@@ -96,6 +97,7 @@ class Processor:
         self.policy = policy or DeadLetterPolicy()
         self.ordered = consumer.subscription_type in ("Exclusive", "Failover")
         config = consumer.connector.config
+        self._stream, self._topic = config.stream, consumer.connector.address.full_topic
         self.dead_letter_stream = self.policy.stream_for(config.stream, consumer.subscription)
         self._secrets = [s for s in (config.api_key, config.auth_token) if s]
         self._dead_letters: Producer | None = None
@@ -107,11 +109,17 @@ class Processor:
 
     async def process(self, message: Message) -> Outcome:
         """Handle one message to its end (ordered types) or until it is parked for later."""
+        with tracing.process_span(message, self._stream, self._topic, self.consumer.subscription) as span:
+            result = await self._process(message, span)
+            tracing.outcome(span, result)
+            return result
+
+    async def _process(self, message: Message, span: Span | None) -> Outcome:
         attempt = message.redelivery_count + 1
         while True:
-            error = await self._attempt(message, attempt)
+            error = await self._attempt(message, attempt, span)
             if error is None:
-                await self.consumer.ack(message)
+                await self._ack(message)
                 return "handled"
             if self.policy.gives_up_after(attempt):
                 return await self._dead_letter(message, attempt, error)
@@ -123,10 +131,15 @@ class Processor:
                 return "unacked"  # stopping: the broker gives it to the next consumer
             attempt += 1
 
-    async def _attempt(self, message: Message, attempt: int) -> Exception | None:
+    async def _ack(self, message: Message) -> None:
+        await self.consumer.ack(message)
+        tracing.settle("ack", self._stream, self._topic, message)
+
+    async def _attempt(self, message: Message, attempt: int, span: Span | None) -> Exception | None:
         try:
             await self.handler(message)
         except Exception as error:  # the handler is the caller's code: anything can come out
+            tracing.failed_attempt(span, error, attempt)
             self.handler_errors += 1
             HANDLER_ERRORS.labels(error_class=type(error).__name__[:64]).inc()
             log.warning(
@@ -140,9 +153,12 @@ class Processor:
         return None
 
     def _nack_later(self, message: Message, delay: float) -> None:
+        trace_context = tracing.current()  # the nack span belongs to this message's process span
+
         async def nack() -> None:
             if not await sleep_unless(self.consumer.interrupted, delay):
                 await self.consumer.nack(message)  # False if its connection is gone: redelivered anyway
+                tracing.settle("nack", self._stream, self._topic, message, trace_context)
 
         task = asyncio.create_task(nack(), name="nack-later")
         self._later.add(task)
@@ -162,7 +178,10 @@ class Processor:
         while True:
             try:
                 producer = await self._dead_letter_producer()
-                copy_id = await producer.send(message.data, properties, key=message.key)
+                # The copy keeps the original's trace context (its traceparent property).
+                copy_id = await producer.send(
+                    message.data, properties, key=message.key, propagate_trace=False
+                )
                 break
             except StreamError as failure:
                 log.error(
@@ -176,7 +195,7 @@ class Processor:
                     return "retry_later"
                 if await sleep_unless(self.consumer.interrupted, backoff.next_delay()):
                     return "unacked"
-        await self.consumer.ack(message)
+        await self._ack(message)
         self.dead_lettered += 1
         DEAD_LETTERED.inc()
         log.warning(

@@ -13,10 +13,11 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Mapping
+from functools import partial
 
 import aiohttp
 
-from streampair import metrics, protocol
+from streampair import metrics, protocol, tracing
 from streampair.backoff import Backoff, retry, sleep_unless
 from streampair.connection import (
     ConnectionState,
@@ -132,25 +133,33 @@ class Producer:
         payload: bytes | str,
         properties: Mapping[str, str] | None = None,
         key: str | None = None,
+        *,
+        propagate_trace: bool = True,
     ) -> MessageId:
         """Publish one message and return the id the broker gave it.
 
         Raises `SendError` if the broker refused this message, `SendTimeout` if no answer came
         within `send_timeout`, or the fatal connection error (for example `Unauthorized`).
         """
-        return await (await self.send_async(payload, properties, key))
+        return await (await self.send_async(payload, properties, key, propagate_trace=propagate_trace))
 
     async def send_async(
         self,
         payload: bytes | str,
         properties: Mapping[str, str] | None = None,
         key: str | None = None,
+        *,
+        propagate_trace: bool = True,
     ) -> asyncio.Future[MessageId]:
         """Write one message and return, without waiting for the broker's answer.
 
         Waits only for room in the window of `max_pending` unanswered messages. The returned
         future resolves to the message id, or fails as `send` would. This is how to pipeline
         from one coroutine without a task per message.
+
+        With tracing on, a `send` span covers the wait for the answer and its context goes in
+        the properties (`traceparent`); `propagate_trace=False` keeps the properties' own
+        context (a dead-letter copy stays in its original trace).
         """
         if self.fatal is not None:
             raise self.fatal
@@ -163,12 +172,27 @@ class Producer:
             raise self.fatal or ConnectionLost("producer is closed")
         self._next_context += 1
         context = str(self._next_context)
+        span = None
+        if tracing.enabled:
+            span, properties = tracing.start_send(
+                self.connector.config.stream,
+                self.connector.address.full_topic,
+                properties,
+                len(data),
+                propagate_context=propagate_trace,
+            )
         frame = protocol.send_frame(data, context, properties, key)
         if len(frame) > self.max_frame_bytes:  # the frame is ASCII: characters are bytes
             self._window.release()
             metrics.PUBLISH_ERRORS.labels(reason="too_large").inc()
-            raise MessageTooLarge(len(frame), self.max_frame_bytes)
+            error = MessageTooLarge(len(frame), self.max_frame_bytes)
+            if span is not None:
+                span.record_exception(error)
+                span.end()
+            raise error
         future: asyncio.Future[MessageId] = asyncio.get_running_loop().create_future()
+        if span is not None:
+            future.add_done_callback(partial(tracing.end_send, span))
         pending = _Pending(frame, future, time.monotonic())
         self._pending[context] = pending
         ws = self._ws

@@ -23,7 +23,7 @@ from typing import Any, Literal
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-from streampair import __version__, metrics
+from streampair import __version__, metrics, tracing
 from streampair.errors import StreamError
 from streampair.logs import configure_logging, get_logger
 from streampair.naming import StreamAddress
@@ -255,4 +255,8 @@ class ServiceRuntime:
     def run(self) -> int:
         configure_logging(self.service, self.settings.log_level, self.settings.log_format)
         metrics.set_build_info(self.service)
-        return asyncio.run(self.serve())
+        tracing.configure(f"streampair-{self.service}", self.settings.otel_traces_exporter)
+        try:
+            return asyncio.run(self.serve())
+        finally:
+            tracing.shutdown()

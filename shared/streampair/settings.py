@@ -62,6 +62,8 @@ class ServiceSettings(BaseSettings):
     connect_timeout_seconds: PositiveSeconds = 10.0
     reconnect_max_seconds: PositiveSeconds = 10.0
     shutdown_timeout_seconds: PositiveSeconds = 5.0
+    #: OpenTelemetry's own variable: tracing is on with `otlp` (or `console`); unset or `none`: off.
+    otel_traces_exporter: Literal["otlp", "console", "none"] | None = None
 
     @field_validator("stream_url")
     @classmethod
@@ -114,7 +116,7 @@ class ServiceSettings(BaseSettings):
             raise ValueError("C8_API_KEY and C8_API_KEY_FILE are both set: keep one")
         return self
 
-    @field_validator("log_level", "log_format", mode="before")
+    @field_validator("log_level", "log_format", "otel_traces_exporter", mode="before")
     @classmethod
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value

@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from aiohttp import web
+from streampair import tracing
 from streampair.admin import StreamAdmin
 from streampair.backoff import Backoff, retry
 from streampair.connection import ConnectionState, Connector, read_secret
@@ -125,7 +126,13 @@ class ProducerService:
         return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), expected.encode())
 
     async def post_message(self, request: web.Request) -> web.Response:
-        """Publish a caller's message: {"payload": "...", "properties": {...}, "key": "..."}."""
+        """Publish a caller's message: {"payload": "...", "properties": {...}, "key": "..."}.
+
+        With tracing on, the publish continues the caller's trace (its `traceparent` header)."""
+        with tracing.server_span("POST /messages", request.headers):
+            return await self._post_message(request)
+
+    async def _post_message(self, request: web.Request) -> web.Response:
         try:
             authorized = self._authorized(request)
         except CredentialUnavailable:
