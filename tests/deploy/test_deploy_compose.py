@@ -45,8 +45,12 @@ def test_clients_can_scale(variant: str) -> None:
         assert "ports" not in svc, f"{name}: a host port breaks --scale (use expose)"
         assert svc["expose"] == ["8000"]
         assert svc["stop_grace_period"] == "15s"
-        assert svc["build"]["context"] == "."
-        assert svc["build"]["dockerfile"] == f"services/{name}/Dockerfile"
+        assert svc["build"] == {
+            "context": ".",
+            "dockerfile": "services/Dockerfile",
+            "target": name,
+            "args": {"SERVICE": name},
+        }
         assert svc["image"] == f"ghcr.io/streampair/{name}:0.1.0"
 
 
@@ -73,7 +77,12 @@ def test_lite_variant_replaces_pulsar_with_the_embedded_broker() -> None:
     services = enabled_services(merged_compose(BASE, LITE))
     broker = services["pulsar"]
     assert broker["image"] == "ghcr.io/streampair/broker:0.1.0"
-    assert broker["build"]["dockerfile"] == "services/broker/Dockerfile"
+    assert broker["build"] == {
+        "context": ".",
+        "dockerfile": "services/Dockerfile",
+        "target": "broker",
+        "args": {"SERVICE": "broker"},
+    }
     assert broker["command"] == ["python", "-m", "broker"]
     env = broker["environment"]
     assert env["BROKER_HOST"] == "0.0.0.0"
