@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +61,7 @@ def test_pulsar_variant() -> None:
     pulsar = services["pulsar"]
     image, tag = pulsar["image"].split(":")
     assert image == "apachepulsar/pulsar"
-    assert tag.startswith("4.0.")
+    assert tag == pulsar_version(), "one Pulsar version: the one scripts/pulsar-standalone assembles"
     assert pulsar["command"] == ["bin/pulsar", "standalone", "--no-functions-worker", "--no-stream-storage"]
     assert pulsar["healthcheck"]["test"] == ["CMD", "bin/pulsar-admin", "brokers", "healthcheck"]
     assert "PULSAR_MEM" in pulsar["environment"]
@@ -71,6 +72,23 @@ def test_pulsar_variant() -> None:
         assert services[name]["depends_on"] == {"pulsar": {"condition": "service_healthy"}}
     assert services["producer"]["environment"]["PUBLISH_INTERVAL_SECONDS"] == "1"
     assert services["consumer"]["environment"]["SUBSCRIPTION_TYPE"] == "Exclusive"
+
+
+def pulsar_version() -> str:
+    match = re.search(
+        r"<pulsar.version>([^<]+)</pulsar.version>", (ROOT / "scripts/pulsar/pom.xml").read_text()
+    )
+    assert match
+    return match.group(1)
+
+
+def test_one_pulsar_version_everywhere() -> None:
+    """compose, k8s and the jars of scripts/pulsar-standalone (and so make e2e-docker's stand-in)."""
+    version = pulsar_version()
+    images = re.findall(r"apachepulsar/pulsar:([0-9.]+)", (ROOT / "docker-compose.yml").read_text())
+    for path in sorted((ROOT / "k8s").rglob("*.y*ml")) + sorted((ROOT / "k8s").rglob("*.md")):
+        images += re.findall(r"apachepulsar/pulsar:([0-9.]+)", path.read_text(encoding="utf-8"))
+    assert images and set(images) == {version}
 
 
 def test_lite_variant_replaces_pulsar_with_the_embedded_broker() -> None:
