@@ -232,3 +232,34 @@ def test_python_merge_agrees_with_the_real_loader(variant: str, composecheck: Pa
 def test_override_files_are_not_standalone_projects() -> None:
     for name in (LITE, MACROMETA):
         assert "name" not in load_compose(ROOT / name)
+
+
+# ----------------------------------------------------------------------------- make e2e-docker's overrides
+E2E_DIR = "scripts/e2e"
+E2E_VARIANTS = {
+    "pulsar": (BASE, f"{E2E_DIR}/compose.e2e.yml"),
+    "lite": (BASE, LITE, f"{E2E_DIR}/compose.e2e-lite.yml", f"{E2E_DIR}/compose.e2e.yml"),
+    "macrometa": (BASE, MACROMETA, f"{E2E_DIR}/compose.gdn.yml", f"{E2E_DIR}/compose.e2e.yml"),
+}
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_e2e_runs_what_users_run(variant: str, composecheck: Path) -> None:
+    """scripts/e2e/docker.sh adds test-only files to each variant; they may change how images are built
+    (host network) and which host port is published, and add the local GDN stand-in with the
+    Macrometa variant, nothing else: every service users start runs as they would run it."""
+    env = {"C8_API_KEY": "k"}
+    users = compose_go(composecheck, *VARIANTS[variant], env=env)["services"]
+    e2e = compose_go(composecheck, *E2E_VARIANTS[variant], env=env)["services"]
+    assert set(e2e) - set(users) == ({"gdn"} if variant == "macrometa" else set())
+    for name, svc in users.items():
+        ours = dict(e2e[name])
+        if "build" in svc:
+            assert ours["build"].pop("network") == "host", name
+        if "ports" in svc:
+            assert [(p["host_ip"], p["target"]) for p in ours.pop("ports")] == [
+                (p["host_ip"], p["target"]) for p in svc["ports"]
+            ]
+        if variant == "macrometa" and name in CLIENTS:
+            assert ours.pop("depends_on")["gdn"]["condition"] == "service_healthy"
+        assert ours == {k: v for k, v in svc.items() if k != "ports"}, name
