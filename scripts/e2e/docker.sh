@@ -146,7 +146,7 @@ pid_alive() { [[ -n "$1" ]] && kill -0 "$1" 2>/dev/null; }
 # files, and mounts under our own roots.
 reap_stale_engine() {
   local f pid
-  for f in "$RUN_DIR/dockerd.pid" "$RUN_DIR/containerd.pid"; do
+  for f in "$RUN_DIR/dockerd.launch.pid" "$RUN_DIR/dockerd.pid" "$RUN_DIR/containerd.pid"; do
     [[ -f $f ]] || continue
     pid="$(tr -dc 0-9 <"$f")"
     if pid_alive "$pid" && { tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null | grep -qF "$ENGINE"; then
@@ -173,26 +173,35 @@ kill_our_shims() {
   done
 }
 
+# A daemon in a session of its own: Ctrl-C reaches this script (which takes the stacks down first and
+# then stops the daemons by pid), not the daemons. The pid file gets the daemon's pid before it runs.
+spawn() {  # pid file, log file, command...
+  local pidfile="$1" log="$2"
+  shift 2
+  rm -f "$pidfile"
+  setsid bash -c 'echo $$ >"$0"; exec "$@"' "$pidfile" "$@" </dev/null >"$log" 2>&1 &
+  for _ in $(seq 1 50); do [[ -s $pidfile ]] && return 0; sleep 0.1; done
+  die "$1 did not start (log: $log)"
+}
+
 engine_start() {
   ensure_engine_packages
   reap_stale_engine
   write_engine_config
   local t=$SECONDS
-  containerd --config "$ENGINE/containerd.toml" >"$LOGS/containerd.log" 2>&1 &
-  CONTAINERD_PID=$!
-  echo "$CONTAINERD_PID" >"$RUN_DIR/containerd.pid"
+  spawn "$RUN_DIR/containerd.pid" "$LOGS/containerd.log" containerd --config "$ENGINE/containerd.toml"
+  CONTAINERD_PID="$(cat "$RUN_DIR/containerd.pid")"
   for _ in $(seq 1 100); do [[ -S "$RUN_DIR/containerd.sock" ]] && break; pid_alive "$CONTAINERD_PID" || break; sleep 0.1; done
   [[ -S "$RUN_DIR/containerd.sock" ]] || { tail -n 20 "$LOGS/containerd.log" >&2; die "containerd did not start"; }
   # --iptables=false --ip-forward=false: no changes to the machine's firewall or sysctls; containers
   # reach each other on compose networks, builds use the host network (see compose.e2e.yml).
   # --bridge=none: no default docker0 bridge (another engine's would clash); compose makes its own.
-  dockerd --config-file "$ENGINE/daemon.json" \
+  spawn "$RUN_DIR/dockerd.launch.pid" "$LOGS/dockerd.log" dockerd --config-file "$ENGINE/daemon.json" \
     --data-root "$ENGINE/docker" --exec-root "$RUN_DIR/docker" \
     --pidfile "$RUN_DIR/dockerd.pid" --host "$DOCKER_HOST" \
     --containerd "$RUN_DIR/containerd.sock" \
-    --storage-driver overlay2 --iptables=false --ip-forward=false --ip-masq=false --bridge=none \
-    >"$LOGS/dockerd.log" 2>&1 &
-  DOCKERD_PID=$!
+    --storage-driver overlay2 --iptables=false --ip-forward=false --ip-masq=false --bridge=none
+  DOCKERD_PID="$(cat "$RUN_DIR/dockerd.launch.pid")"
   for _ in $(seq 1 150); do
     docker version >/dev/null 2>&1 && break
     pid_alive "$DOCKERD_PID" || break
@@ -217,7 +226,7 @@ engine_stop() {
   stop_pid "$DOCKERD_PID" dockerd 30
   stop_pid "$CONTAINERD_PID" containerd 10
   kill_our_shims
-  rm -f "$RUN_DIR/dockerd.pid" "$RUN_DIR/containerd.pid"
+  rm -f "$RUN_DIR/dockerd.pid" "$RUN_DIR/dockerd.launch.pid" "$RUN_DIR/containerd.pid"
   DOCKERD_PID="" CONTAINERD_PID=""
   say "engine stopped"
 }
@@ -379,17 +388,21 @@ write_macrometa_env() {
 }
 
 # ------------------------------------------------------------------------------------------ commands
-CURRENT_VARIANT=""
+CURRENT_VARIANT="" STORIES_PID=""
 
 cleanup() {
   local status=$?
   trap - EXIT INT TERM
+  if [[ -n $STORIES_PID ]] && pid_alive "$STORIES_PID"; then
+    kill -TERM "$STORIES_PID" 2>/dev/null || true   # it stops its log followers and returns
+    for _ in $(seq 1 50); do pid_alive "$STORIES_PID" || break; sleep 0.2; done
+  fi
   if [[ -n $COMPOSE_BUILD_PID ]] && pid_alive "$COMPOSE_BUILD_PID"; then
     kill -TERM -- "-$COMPOSE_BUILD_PID" 2>/dev/null || true   # its own session: the go build too
   fi
   if [[ -n $CURRENT_VARIANT && -n $DOCKERD_PID ]] && pid_alive "$DOCKERD_PID"; then
     say "cleanup: docker compose down -v ($CURRENT_VARIANT)"
-    compose_cmd "$CURRENT_VARIANT" down -v --remove-orphans --timeout 10 >/dev/null 2>&1 || true
+    compose_cmd "$CURRENT_VARIANT" down -v --remove-orphans --timeout 10 >>"$LOGS/cleanup.log" 2>&1 || true
   fi
   engine_stop
   forward_revoke
@@ -432,11 +445,19 @@ cmd_run() {
     say "=== $variant"
     forward_allow   # each time: another program may load br_netfilter while we run
     mapfile -t files < <(compose_files "$variant")
-    local env_args=()
+    local env_args=() status=0
     [[ $variant == macrometa ]] && env_args=(--env-file "$CACHE/macrometa.env")
-    if line="$(E2E_DOCKER="$DOCKER" python3 "$HERE/stories.py" --variant "$variant" \
+    # In the background and `wait`ed for: a trapped Ctrl-C interrupts `wait` at once (a foreground
+    # child that handles SIGINT itself would make bash ignore it).
+    E2E_DOCKER="$DOCKER" python3 "$HERE/stories.py" --variant "$variant" \
       --project-directory "$ROOT" --log "$LOGS/stories-$variant.log" "${env_args[@]}" "${skip[@]}" \
-      -- "${files[@]}")"; then
+      -- "${files[@]}" >"$CACHE/result" &
+    STORIES_PID=$!
+    wait "$STORIES_PID" || status=$?
+    STORIES_PID=""
+    line="$(cat "$CACHE/result")"
+    ((status == 130)) && interrupted
+    if ((status == 0)); then
       summary+=("$line")
     else
       summary+=("${line:-$variant FAILED}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -321,7 +322,14 @@ class Stories:
         say("down -v: no container, network or volume left")
 
 
+def interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def main() -> int:
+    # docker.sh runs this in the background (where bash ignores SIGINT) and stops it with SIGTERM
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--variant", required=True)
     parser.add_argument("--project-directory", required=True)
@@ -338,6 +346,8 @@ def main() -> int:
         say(f"FAILED: {error}")
         print(f"{args.variant} FAILED (compose files)")
         return 1
+    except KeyboardInterrupt:
+        return 130
     # services in a profile (Pulsar with compose/macrometa.yml) are not part of the default set
     services = [
         name
@@ -356,6 +366,11 @@ def main() -> int:
         stories.save_logs(Path(args.log).with_suffix(""))
         step = "down"
         stories.story_down()
+    except KeyboardInterrupt:
+        stories.tap.close()
+        say(f"interrupted at {step}")  # docker.sh takes the stack down
+        print(f"{args.variant} interrupted at {step}")
+        return 130
     except (CheckFailed, subprocess.SubprocessError, OSError, KeyError, ValueError) as error:
         say(f"FAILED at {step}: {error}")
         for name, lines in sorted(stories.tap.lines.items()):
