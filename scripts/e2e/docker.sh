@@ -5,7 +5,7 @@
 #   scripts/e2e/docker.sh images    build the service images and the Pulsar image, write them as one
 #                                   `docker save` archive to .cache/e2e/images.tar (reused while the
 #                                   sources are unchanged); for `make e2e-k8s`
-#   scripts/e2e/docker.sh clean     remove .cache/e2e/engine (images, build cache) after stopping nothing
+#   scripts/e2e/docker.sh clean     stop what an interrupted run left, remove .cache/e2e/engine (images, build cache)
 #
 # What it does, all under .cache/e2e/ and with nothing left running at the end:
 #   1. installs what is missing: Debian's docker.io (dockerd, containerd, runc; no service is started),

@@ -236,12 +236,20 @@ class Stories:
         self.roles(["active"])
         self.received_after(high)
         total, top, gaps, duplicates = sequence_report(self.tap.events("received"))
-        # from the moment the active one got SIGTERM (its `stopping` line), not from our command
-        stopping = [e for e in self.tap.events("stopping", active) if e.at >= started]
-        takeover = took_over.at - (stopping[0].at if stopping else started)
+        # From the SIGTERM of the last replica that held the subscription before the survivor (its
+        # `stopping` line), not from our command: when the active one goes first, the other standby
+        # may hold the subscription until compose stops it too.
+        stopping = [
+            e
+            for e in self.tap.events("stopping")
+            if e.container != short(survivor) and started <= e.at <= took_over.at
+        ]
+        last = stopping[-1] if stopping else None
+        takeover = took_over.at - (last.at if last else started)
         say(
-            f"scale down to 1 ({how}): {short(survivor)} took over {takeover:.2f} s after {active} "
-            f"{'logged `stopping`' if stopping else 'the stop began'}; "
+            f"scale down to 1 ({how}): {short(survivor)} took over {takeover:.2f} s after "
+            f"{f'{last.container} logged `stopping`' if last else 'the stop began'}"
+            f"{f' (after {active})' if last and last.container != active else ''}; "
             f"{total} messages up to seq {top}: {gaps} gaps, {duplicates} duplicates"
         )
         if gaps:
