@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 
-.PHONY: help venv lint typecheck test test-pulsar demo demo-reset bench chaos clean
+.PHONY: help venv lint typecheck test test-pulsar e2e-docker e2e-images demo demo-reset bench chaos clean
 
 help:
 	@echo "make demo         embedded broker + producer + two consumers, as processes"
@@ -15,6 +15,8 @@ help:
 	@echo "make test-pulsar  the conformance and end-to-end suites against a real Apache Pulsar"
 	@echo "make bench        benchmarks -> bench/results/latest.json (BENCH_QUICK=1 for a short run)"
 	@echo "make chaos        fault-injection suite -> bench/results/chaos.json"
+	@echo "make e2e-docker   docker compose up --scale consumer=N for real: Pulsar, lite, Macrometa (root, Linux)"
+	@echo "make e2e-images   the service images and the Pulsar image -> .cache/e2e/images.tar"
 	@echo "make clean        remove the environments and tool caches (keeps .cache: Pulsar jars, images, demo data)"
 
 $(UV):
@@ -36,6 +38,13 @@ test: lint typecheck
 
 test-pulsar: venv
 	$(VENV)/bin/pytest -m pulsar -o addopts='-ra'
+
+# Its own dockerd under .cache/e2e (stopped at the end); needs root. See README "How the compose files are verified".
+e2e-docker:
+	scripts/e2e/docker.sh run
+
+e2e-images:
+	scripts/e2e/docker.sh images
 
 demo: venv
 	$(PY) scripts/demo.py

@@ -44,12 +44,9 @@ def test_checkov_kubernetes() -> None:
 
 @pytest.mark.timeout(600)
 def test_checkov_dockerfiles() -> None:
-    files = [
-        arg for svc in ("producer", "consumer", "broker") for arg in ("-f", f"services/{svc}/Dockerfile")
-    ]
-    reports = checkov("--framework", "dockerfile", *files)
+    reports = checkov("--framework", "dockerfile", "-f", "services/Dockerfile")
     assert failures(reports) == []
-    assert sum(r["summary"]["passed"] for r in reports if "summary" in r) > 30
+    assert sum(r["summary"]["passed"] for r in reports if "summary" in r) > 10
 
 
 @pytest.mark.timeout(600)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +46,12 @@ def test_clients_can_scale(variant: str) -> None:
         assert "ports" not in svc, f"{name}: a host port breaks --scale (use expose)"
         assert svc["expose"] == ["8000"]
         assert svc["stop_grace_period"] == "15s"
-        assert svc["build"]["context"] == "."
-        assert svc["build"]["dockerfile"] == f"services/{name}/Dockerfile"
+        assert svc["build"] == {
+            "context": ".",
+            "dockerfile": "services/Dockerfile",
+            "target": name,
+            "args": {"SERVICE": name},
+        }
         assert svc["image"] == f"ghcr.io/streampair/{name}:0.1.0"
 
 
@@ -56,7 +61,7 @@ def test_pulsar_variant() -> None:
     pulsar = services["pulsar"]
     image, tag = pulsar["image"].split(":")
     assert image == "apachepulsar/pulsar"
-    assert tag.startswith("4.0.")
+    assert tag == pulsar_version(), "one Pulsar version: the one scripts/pulsar-standalone assembles"
     assert pulsar["command"] == ["bin/pulsar", "standalone", "--no-functions-worker", "--no-stream-storage"]
     assert pulsar["healthcheck"]["test"] == ["CMD", "bin/pulsar-admin", "brokers", "healthcheck"]
     assert "PULSAR_MEM" in pulsar["environment"]
@@ -69,11 +74,33 @@ def test_pulsar_variant() -> None:
     assert services["consumer"]["environment"]["SUBSCRIPTION_TYPE"] == "Exclusive"
 
 
+def pulsar_version() -> str:
+    match = re.search(
+        r"<pulsar.version>([^<]+)</pulsar.version>", (ROOT / "scripts/pulsar/pom.xml").read_text()
+    )
+    assert match
+    return match.group(1)
+
+
+def test_one_pulsar_version_everywhere() -> None:
+    """compose, k8s and the jars of scripts/pulsar-standalone (and so make e2e-docker's stand-in)."""
+    version = pulsar_version()
+    images = re.findall(r"apachepulsar/pulsar:([0-9.]+)", (ROOT / "docker-compose.yml").read_text())
+    for path in sorted((ROOT / "k8s").rglob("*.y*ml")) + sorted((ROOT / "k8s").rglob("*.md")):
+        images += re.findall(r"apachepulsar/pulsar:([0-9.]+)", path.read_text(encoding="utf-8"))
+    assert images and set(images) == {version}
+
+
 def test_lite_variant_replaces_pulsar_with_the_embedded_broker() -> None:
     services = enabled_services(merged_compose(BASE, LITE))
     broker = services["pulsar"]
     assert broker["image"] == "ghcr.io/streampair/broker:0.1.0"
-    assert broker["build"]["dockerfile"] == "services/broker/Dockerfile"
+    assert broker["build"] == {
+        "context": ".",
+        "dockerfile": "services/Dockerfile",
+        "target": "broker",
+        "args": {"SERVICE": "broker"},
+    }
     assert broker["command"] == ["python", "-m", "broker"]
     env = broker["environment"]
     assert env["BROKER_HOST"] == "0.0.0.0"
@@ -205,3 +232,34 @@ def test_python_merge_agrees_with_the_real_loader(variant: str, composecheck: Pa
 def test_override_files_are_not_standalone_projects() -> None:
     for name in (LITE, MACROMETA):
         assert "name" not in load_compose(ROOT / name)
+
+
+# ----------------------------------------------------------------------------- make e2e-docker's overrides
+E2E_DIR = "scripts/e2e"
+E2E_VARIANTS = {
+    "pulsar": (BASE, f"{E2E_DIR}/compose.e2e.yml"),
+    "lite": (BASE, LITE, f"{E2E_DIR}/compose.e2e-lite.yml", f"{E2E_DIR}/compose.e2e.yml"),
+    "macrometa": (BASE, MACROMETA, f"{E2E_DIR}/compose.gdn.yml", f"{E2E_DIR}/compose.e2e.yml"),
+}
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_e2e_runs_what_users_run(variant: str, composecheck: Path) -> None:
+    """scripts/e2e/docker.sh adds test-only files to each variant; they may change how images are built
+    (host network) and which host port is published, and add the local GDN stand-in with the
+    Macrometa variant, nothing else: every service users start runs as they would run it."""
+    env = {"C8_API_KEY": "k"}
+    users = compose_go(composecheck, *VARIANTS[variant], env=env)["services"]
+    e2e = compose_go(composecheck, *E2E_VARIANTS[variant], env=env)["services"]
+    assert set(e2e) - set(users) == ({"gdn"} if variant == "macrometa" else set())
+    for name, svc in users.items():
+        ours = dict(e2e[name])
+        if "build" in svc:
+            assert ours["build"].pop("network") == "host", name
+        if "ports" in svc:
+            assert [(p["host_ip"], p["target"]) for p in ours.pop("ports")] == [
+                (p["host_ip"], p["target"]) for p in svc["ports"]
+            ]
+        if variant == "macrometa" and name in CLIENTS:
+            assert ours.pop("depends_on")["gdn"]["condition"] == "service_healthy"
+        assert ours == {k: v for k, v in svc.items() if k != "ports"}, name

@@ -1,4 +1,5 @@
-"""services/*/Dockerfile: static checks, and the install recipe of each image run for real."""
+"""services/Dockerfile (one file, a stage per service): static checks, and the install recipe of
+each image run for real."""
 
 from __future__ import annotations
 
@@ -55,8 +56,28 @@ def parse(path: Path) -> list[Stage]:
     return stages
 
 
-def dockerfile(service: str) -> Path:
-    return ROOT / "services" / service / "Dockerfile"
+DOCKERFILE = ROOT / "services" / "Dockerfile"
+
+
+def stages() -> dict[str, Stage]:
+    """The stages of services/Dockerfile by name."""
+    parsed = parse(DOCKERFILE)
+    assert all(stage.name for stage in parsed), "every stage is named"
+    return {str(stage.name): stage for stage in parsed}
+
+
+def chain(name: str) -> list[Stage]:
+    """A stage and the stages it is built FROM, base first."""
+    by_name = stages()
+    out = [by_name[name]]
+    while out[0].image in by_name:
+        out.insert(0, by_name[out[0].image])
+    return out
+
+
+def substitute(args: str, service: str) -> str:
+    """What BuildKit makes of `$SERVICE` / `${SERVICE}` with --build-arg SERVICE=<service>."""
+    return args.replace("${SERVICE}", service).replace("$SERVICE", service)
 
 
 def exec_form(args: str) -> list[str]:
@@ -65,42 +86,63 @@ def exec_form(args: str) -> list[str]:
     return value
 
 
-@pytest.mark.parametrize("service", list(SERVICES))
-def test_dockerfile_static(service: str) -> None:
-    package = SERVICES[service]
-    stages = parse(dockerfile(service))
-    assert len(stages) >= 3, "uv image, builder, runtime"
-    for stage in stages:
-        assert ":" in stage.image and not stage.image.endswith(":latest"), stage.image
+def test_one_dockerfile_for_the_three_services() -> None:
+    assert sorted(p.parent.name for p in ROOT.glob("services/*/Dockerfile")) == [], (
+        "one file: services/Dockerfile"
+    )
+    by_name = stages()
+    assert set(SERVICES) <= set(by_name)
+    uv, builder, runtime = by_name["uv"], by_name["builder"], by_name["runtime"]
+    for stage in by_name.values():
         assert "$" not in stage.image, "literal, pinned image references (scanners cannot resolve ARGs)"
-    uv, builder, final = stages[0], stages[-2], stages[-1]
+        if stage.image not in by_name:
+            assert ":" in stage.image and not stage.image.endswith(":latest"), stage.image
     assert UV_IMAGE.match(uv.image), uv.image
     assert PYTHON_IMAGE.match(builder.image), builder.image
-    assert final.image == builder.image, "the venv's python must exist at the same path in the runtime"
+    assert runtime.image == builder.image, "the venv's python must exist at the same path in the runtime"
+    assert DOCKERFILE.read_text(encoding="utf-8").startswith("# syntax=docker/dockerfile:1.")
 
-    # builder: uv from the official image, frozen non-editable install of exactly this service
+    # builder: uv from the official image, frozen non-editable install of the service named by SERVICE
+    assert builder.all("ARG") == ["SERVICE"]
     assert any(c.startswith(f"--from={uv.name} /uv ") for c in builder.all("COPY"))
     syncs = [r for r in builder.all("RUN") if "uv sync" in r]
-    assert syncs, "no uv sync"
+    assert len(syncs) == 2, "dependencies layer, then the workspace packages"
     for cmd in syncs:
-        for flag in ("--frozen", "--no-dev", "--no-editable", f"--package streampair-{service}"):
+        for flag in ("--frozen", "--no-dev", "--no-editable", '--package "streampair-$SERVICE"'):
             assert flag in cmd, f"{flag} missing in: {cmd}"
-    assert "--no-install-workspace" not in syncs[-1]
+    assert "--no-install-workspace" in syncs[0] and "--no-install-workspace" not in syncs[1]
+    assert 'test -n "$SERVICE"' in syncs[0], "a build without SERVICE fails with a message"
     builder_env = " ".join(builder.all("ENV"))
     assert "UV_PROJECT_ENVIRONMENT=/app/.venv" in builder_env
     assert "UV_PYTHON_DOWNLOADS=never" in builder_env
+    assert not any(kw == "ADD" for stage in by_name.values() for kw, _ in stage.instructions)
 
-    # runtime: only the venv, no build tools, non-root, exec form, health, signals
-    copies = final.all("COPY")
-    assert copies and all(c.startswith(f"--from={builder.name}") and "/app/.venv" in c for c in copies)
-    for run_cmd in final.all("RUN"):
+
+@pytest.mark.parametrize("service", list(SERVICES))
+def test_service_stage(service: str) -> None:
+    package = SERVICES[service]
+    runtime, final = chain(service)[-2:]
+    assert [s.name for s in chain(service)] == ["runtime", service], "each service stage is FROM runtime"
+    instructions = runtime.instructions + final.instructions
+
+    def all_of(keyword: str) -> list[str]:
+        return [args for kw, args in instructions if kw == keyword]
+
+    # only the venv, no build tools, non-root, exec form, health, signals
+    copies = all_of("COPY")
+    assert copies and all(c.startswith("--from=builder") and "/app/.venv" in c for c in copies)
+    for run_cmd in all_of("RUN"):
         assert not re.search(r"\b(apt-get|apk|pip|uv|gcc|make|curl|wget)\b", run_cmd), run_cmd
+    # the builder installed the package this stage runs (--target and --build-arg SERVICE agree)
+    assert ["python", "-c", f"import {package}"] in [
+        exec_form(r) for r in final.all("RUN") if r.startswith("[")
+    ]
     assert final.all("USER") == ["10001:10001"]
-    user_index = max(i for i, (kw, _) in enumerate(final.instructions) if kw == "USER")
-    assert all(kw != "RUN" for kw, _ in final.instructions[user_index:]), "RUN after USER"
+    user_index = max(i for i, (kw, _) in enumerate(instructions) if kw == "USER")
+    assert all(kw != "RUN" for kw, _ in instructions[user_index:]), "RUN after USER"
     assert exec_form(final.all("CMD")[-1]) == ["python", "-m", package]
-    assert final.all("STOPSIGNAL") == ["SIGTERM"]
-    env = " ".join(final.all("ENV"))
+    assert all_of("STOPSIGNAL") == ["SIGTERM"]
+    env = " ".join(all_of("ENV"))
     assert "PYTHONUNBUFFERED=1" in env
     assert "PATH=/app/.venv/bin:$PATH" in env
     health = final.all("HEALTHCHECK")
@@ -111,10 +153,11 @@ def test_dockerfile_static(service: str) -> None:
     path = "/admin/v2/brokers/health" if service == "broker" else "/livez"
     assert path in check[2] and "urllib" in check[2]
     assert "--timeout=" in options and "--interval=" in options
-    labels = " ".join(final.all("LABEL"))
+    assert final.all("EXPOSE") == (["8080"] if service == "broker" else ["8000"])
+    labels = " ".join(all_of("LABEL"))
     for key in ("title", "description", "version", "source", "licenses"):
         assert f"org.opencontainers.image.{key}=" in labels
-    assert not any(kw == "ADD" for stage in stages for kw, _ in stage.instructions)
+    assert f'org.opencontainers.image.title="streampair-{service}"' in " ".join(final.all("LABEL"))
 
 
 def test_dockerignore_keeps_the_context_small() -> None:
@@ -133,11 +176,12 @@ def test_dockerignore_keeps_the_context_small() -> None:
 # ----------------------------------------------------------------------------- the install recipe, run
 def stage_build_context(service: str, target: Path) -> tuple[list[str], dict[str, str]]:
     """Copy what the builder stage COPYs (from the repository) into `target` and return its
-    `uv sync` commands and ENV, as the image build would see them."""
-    builder = parse(dockerfile(service))[-2]
+    `uv sync` commands and ENV, as the image build would see them with --build-arg SERVICE=<service>."""
+    builder = stages()["builder"]
     ignored = shutil.ignore_patterns("__pycache__", "*.pyc", ".venv", "tests", ".pytest_cache", "*.egg-info")
     env: dict[str, str] = {}
-    for keyword, args in builder.instructions:
+    for keyword, raw in builder.instructions:
+        args = substitute(raw, service)
         if keyword == "ENV":
             for item in shlex.split(args):
                 key, _, value = item.partition("=")
@@ -157,7 +201,7 @@ def stage_build_context(service: str, target: Path) -> tuple[list[str], dict[str
     commands = []
     for cmd in builder.all("RUN"):
         if "uv sync" in cmd:
-            commands.append(cmd[cmd.index("uv sync") :])
+            commands.append(substitute(cmd[cmd.index("uv sync") :], service))
     return commands, env
 
 
