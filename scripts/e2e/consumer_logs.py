@@ -13,12 +13,12 @@ from datetime import datetime
 from typing import Any
 
 # ----------------------------------------------------------------------------- what the services log
-# The ONLY place that knows the consumer's log events. Each matches the `event` field of a JSON log
-# line, in the original wording or in the snake_case names (with the sentence in another field).
+# The ONLY place that knows the consumer's log events: each matches the `event` field of a JSON log
+# line (snake_case names; the human sentence is in the `message` field).
 EVENTS: dict[str, re.Pattern[str]] = {
     "subscribed": re.compile(r"^subscribed$"),
-    "standby": re.compile(r"^(subscription_busy$|subscription busy: .*waiting as standby)"),
-    "took_over": re.compile(r"^(took_over|took over the subscription)$"),
+    "standby": re.compile(r"^subscription_busy$"),
+    "took_over": re.compile(r"^took_over$"),
     "received": re.compile(r"^received$"),
     "stopping": re.compile(r"^stopping$"),  # SIGTERM received (shared runtime)
 }
