@@ -126,6 +126,9 @@ def delivery_frame(entry: Entry, redelivery_count: int) -> bytes:
     return orjson.dumps(frame)
 
 
+END_OF_TOPIC_FALSE = orjson.dumps({"endOfTopic": False})
+
+
 def ok_frame(message_id: str, context: str | None) -> bytes:
     if context is None:
         return orjson.dumps({"result": "ok", "messageId": message_id})

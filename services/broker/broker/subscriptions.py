@@ -1,4 +1,4 @@
-"""Who gets which message: subscriptions (Exclusive, Failover, Shared, Key_Shared) and readers.
+"""Who gets which message: subscriptions (Exclusive, Failover, Shared, Key_Shared).
 
 A subscription's cursor is Pulsar's: a mark-delete position (everything at or below it is
 acknowledged) plus the set of individually acknowledged sequence numbers above it. Delivered
@@ -12,77 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-import itertools
 import zlib
 from typing import TYPE_CHECKING
 
 from broker.messages import Entry, delivery_frame
-from broker.outbox import Outbox
+from broker.sessions import ConsumerSession
 
 if TYPE_CHECKING:
     from broker.topics import Topic
 
-SUBSCRIPTION_TYPES = ("Exclusive", "Shared", "Failover", "Key_Shared")
-MAX_RECEIVER_QUEUE = 1000
 #: Key_Shared: messages held back for busy consumers per dispatch round before reading stops.
 KEY_SHARED_DEFER_LIMIT = 1000
 NACK = 0  # timer epoch of a negative-ack delay (delivery epochs start at 1)
-
-_ids = itertools.count(1)
-
-
-def next_connection_id() -> int:
-    return next(_ids)
-
-
-class Consumer:
-    """One consumer WebSocket attached to a subscription."""
-
-    __slots__ = (
-        "ack_timeout_ms",
-        "address",
-        "connected_ms",
-        "id",
-        "nack_delay_ms",
-        "name",
-        "outbox",
-        "permits",
-        "priority",
-        "pull_mode",
-        "queue_size",
-        "unacked",
-    )
-
-    def __init__(
-        self,
-        *,
-        name: str,
-        outbox: Outbox,
-        queue_size: int = MAX_RECEIVER_QUEUE,
-        priority: int = 0,
-        ack_timeout_ms: int = 0,
-        nack_delay_ms: int = 60_000,
-        pull_mode: bool = False,
-        address: str = "",
-        connected_ms: int = 0,
-    ) -> None:
-        self.id = next_connection_id()
-        self.name = name
-        self.outbox = outbox
-        self.queue_size = queue_size
-        self.priority = priority
-        self.ack_timeout_ms = ack_timeout_ms
-        self.nack_delay_ms = nack_delay_ms
-        self.pull_mode = pull_mode
-        self.permits = 0
-        self.unacked: set[int] = set()
-        self.address = address
-        self.connected_ms = connected_ms
-
-    def capacity(self) -> int:
-        if self.pull_mode:
-            return self.permits
-        return self.queue_size - len(self.unacked)
 
 
 def _slot(key: str | None, count: int) -> int:
@@ -112,11 +53,11 @@ class Subscription:
         self.mark_delete = mark_delete
         self.acked: set[int] = {seq for seq in acked or () if seq > mark_delete}
         self.read_position = mark_delete + 1
-        self.pending: dict[int, tuple[Consumer, int]] = {}
+        self.pending: dict[int, tuple[ConsumerSession, int]] = {}
         self.replay: list[int] = []
         self.replay_set: set[int] = set()
         self.redeliveries: dict[int, int] = {}
-        self.consumers: list[Consumer] = []
+        self.consumers: list[ConsumerSession] = []
         self.msg_out = 0
         self._rr = 0
         self._epoch = 0
@@ -135,7 +76,7 @@ class Subscription:
             return "Exclusive consumer is already connected"
         return None
 
-    def add(self, consumer: Consumer, type_: str) -> None:
+    def add(self, consumer: ConsumerSession, type_: str) -> None:
         if self.type != type_:
             self.type = type_
             self.topic.broker.mark_dirty(self)
@@ -143,7 +84,7 @@ class Subscription:
         self._order()
         self.topic.broker.schedule_dispatch(self)
 
-    def remove(self, consumer: Consumer) -> None:
+    def remove(self, consumer: ConsumerSession) -> None:
         """A consumer left: what it had not acknowledged goes to the others (or the next one)."""
         if consumer not in self.consumers:
             return
@@ -162,7 +103,7 @@ class Subscription:
             self.consumers.sort(key=lambda c: (c.name, c.id))
 
     @property
-    def active(self) -> Consumer | None:
+    def active(self) -> ConsumerSession | None:
         if self.type in ("Exclusive", "Failover") and self.consumers:
             return self.consumers[0]
         return None
@@ -227,7 +168,7 @@ class Subscription:
         else:
             self._dispatch_key_shared(consumers)
 
-    def _dispatch_key_shared(self, consumers: list[Consumer]) -> None:
+    def _dispatch_key_shared(self, consumers: list[ConsumerSession]) -> None:
         count = len(consumers)
         full: set[int] = set()
         deferred: list[int] = []
@@ -246,7 +187,7 @@ class Subscription:
                 self.replay_set.add(seq)
                 heapq.heappush(self.replay, seq)
 
-    def _send(self, consumer: Consumer, entry: Entry) -> None:
+    def _send(self, consumer: ConsumerSession, entry: Entry) -> None:
         seq = entry.seq
         self._epoch += 1
         self.pending[seq] = (consumer, self._epoch)
@@ -373,49 +314,3 @@ class Subscription:
             self._timer.cancel()
             self._timer = None
         self._timers.clear()
-
-
-class Reader:
-    """A non-durable cursor: reads forward from a position; acks only free flow-control room."""
-
-    __slots__ = (
-        "address",
-        "connected_ms",
-        "id",
-        "name",
-        "outbox",
-        "outstanding",
-        "position",
-        "queue_size",
-        "topic",
-    )
-
-    def __init__(self, topic: Topic, position: int, *, name: str, outbox: Outbox, queue_size: int) -> None:
-        self.id = next_connection_id()
-        self.topic = topic
-        self.position = position
-        self.name = name
-        self.outbox = outbox
-        self.queue_size = queue_size
-        self.outstanding = 0
-        self.address = ""
-        self.connected_ms = 0
-
-    def dispatch(self) -> None:
-        topic = self.topic
-        if self.position < topic.first_seq:
-            self.position = topic.first_seq
-        entries = topic.entries
-        while self.outstanding < self.queue_size and self.position <= topic.last_seq:
-            entry = entries.get(self.position)
-            self.position += 1
-            if entry is None:
-                continue
-            self.outbox.push(delivery_frame(entry, 0))
-            self.outstanding += 1
-            topic.broker.stats.dispatched += 1
-
-    def ack(self) -> None:
-        if self.outstanding > 0:
-            self.outstanding -= 1
-            self.topic.broker.schedule_dispatch(self)
