@@ -25,7 +25,6 @@ class Link:
 
     client: asyncio.StreamWriter
     upstream: asyncio.StreamWriter
-    opened_at: float = field(default_factory=time.monotonic)
     frozen_at: float | None = None
     client_closed_at: float | None = None  # the service closed its end (or reset it)
     upstream_closed_at: float | None = None  # the broker closed its end

@@ -84,10 +84,6 @@ class BrokerSettings(BaseSettings):
             )
         return value
 
-    @property
-    def tls(self) -> bool:
-        return self.broker_tls_cert is not None
-
     def check_tls_pair(self) -> str | None:
         """Both TLS files or neither; returns a one-line problem or None."""
         if (self.broker_tls_cert is None) != (self.broker_tls_key is None):
