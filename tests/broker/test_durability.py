@@ -133,7 +133,8 @@ async def test_names_deleted_and_reused_survive_a_restart(tmp_path: Path) -> Non
             client = Client(base, session)
             consumer = await client.consumer()
             await send_json(consumer, {"type": "unsubscribe"})
-            await consumer.receive(timeout=5)
+            await send_json(consumer, {"type": "isEndOfTopic"})
+            await consumer.receive(timeout=5)  # answered after the unsubscribe was handled
             again = await client.consumer()  # same name, new subscription, likely the same commit
             async with session.delete(base + admin, params={"force": "true"}) as r:
                 assert r.status == 204

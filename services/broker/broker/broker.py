@@ -31,6 +31,15 @@ log = get_logger("broker.core")
 COMMIT_RETRY_SECONDS = 0.5
 
 
+#: A committed publish waiting for its answer: (topic, entry, producer or None, context).
+Publication = tuple[Topic, Entry, ProducerSession | None, str | None]
+#: What a fresh Pulsar standalone has; the admin API adds more.
+DEFAULT_TENANTS = ("public", "pulsar")
+DEFAULT_NAMESPACES = ("public/default",)
+#: Macrometa's namespaces (`c8global.<fabric>`, `c8local.<fabric>`) exist for every tenant.
+MACROMETA_NAMESPACES = ("c8global.", "c8local.")
+
+
 class Dispatchable(Protocol):
     def dispatch(self) -> None: ...
 
@@ -62,11 +71,13 @@ class Broker:
         self.store = store
         self.retention = retention
         self.topics: dict[str, Topic] = {}
+        self.tenants: set[str] = set(DEFAULT_TENANTS)
+        self.namespaces: set[str] = set(DEFAULT_NAMESPACES)
         self.stats = Stats()
         self._next_topic_id = 1
         self._next_sub_id = 1
         self._batch = WriteBatch()
-        self._publishes: list[tuple[Topic, Entry, ProducerSession, str | None]] = []
+        self._publishes: list[Publication] = []
         self._dirty_subs: set[Subscription] = set()
         self._dirty_topics: set[Topic] = set()
         self._to_dispatch: set[Dispatchable] = set()
@@ -83,8 +94,11 @@ class Broker:
         """Rebuild topics, cursors and the unacknowledged messages from the store."""
         started = time.monotonic()
         acks = self.store.acks()
+        for kind, name in self.store.names():
+            (self.tenants if kind == "tenant" else self.namespaces).add(name)
         for row in self.store.topics():
             self.topics[row.name] = Topic(self, row.id, row.name, row.created_ms, row.last_seq)
+            self.topics[row.name].terminated = row.terminated
             self._next_topic_id = max(self._next_topic_id, row.id + 1)
         by_id = {topic.id: topic for topic in self.topics.values()}
         for srow in self.store.subscriptions():
@@ -109,6 +123,8 @@ class Broker:
                     msg.key,
                     msg.publish_ms,
                     encode_id(topic.prefix, msg.seq),
+                    msg.event_ms,
+                    msg.deliver_at_ms,
                 )
                 loaded += 1
         log.info(
@@ -162,6 +178,45 @@ class Broker:
 
     # -- topics and subscriptions ----------------------------------------------------------------
 
+    def namespace_exists(self, tenant: str, namespace: str) -> bool:
+        if namespace.startswith(MACROMETA_NAMESPACES):
+            return True
+        return tenant in self.tenants and f"{tenant}/{namespace}" in self.namespaces
+
+    def set_name(self, kind: str, name: str, present: bool) -> None:
+        """Create or delete a tenant or namespace (admin API), durably."""
+        names = self.tenants if kind == "tenant" else self.namespaces
+        if present:
+            names.add(name)
+        else:
+            names.discard(name)
+        self._batch.names.append((kind, name, present))
+        self._wake_commit()
+
+    def terminate(self, topic: Topic) -> None:
+        """No more publishes, ever: what is there is the end of the topic (Pulsar `terminate`)."""
+        if not topic.terminated:
+            topic.terminated = True
+            self._batch.terminated_topics.append(topic.id)
+            self._wake_commit()
+            log.info("topic_terminated", topic=topic.name)
+
+    def dead_letter(self, sub: Subscription, entry: Entry, topic_name: str) -> None:
+        """Publish a message that exhausted its redeliveries to `topic_name`, with the
+        properties Pulsar 4.0.7's dead letter producer adds (its odd `..._IDY_TIME` included)."""
+        origin = f"{sub.topic.id}:{entry.seq}:-1"
+        properties = {
+            **entry.properties,
+            "REAL_TOPIC": sub.topic.name,
+            "REAL_SUBSCRIPTION": sub.name,
+            "ORIGIN_MESSAGE_ID": origin,
+            "ORIGIN_MESSAGE_IDY_TIME": origin,
+        }
+        target = self.topic(topic_name, create=True)
+        assert target is not None
+        self.publish(target, None, base64.b64decode(entry.payload), properties, entry.key, None)
+        log.info("dead_lettered", topic=sub.topic.name, subscription=sub.name, dead_letter_topic=topic_name)
+
     def topic(self, name: str, *, create: bool = False) -> Topic | None:
         topic = self.topics.get(name)
         if topic is None and create:
@@ -190,13 +245,17 @@ class Broker:
         self._wake_commit()
         log.info("topic_deleted", topic=topic.name)
 
-    def subscription(self, topic: Topic, name: str, type_: str, *, durable: bool = True) -> Subscription:
-        """The named subscription, created at the end of the topic (latest) if new."""
+    def subscription(
+        self, topic: Topic, name: str, type_: str, *, durable: bool = True, earliest: bool = False
+    ) -> Subscription:
+        """The named subscription; a new one starts at the end of the topic (Latest) or at the
+        oldest message it still holds (Earliest)."""
         sub = topic.subscriptions.get(name)
         if sub is None:
             sub_id = self._next_sub_id
             self._next_sub_id += 1
-            sub = Subscription(topic, sub_id, name, type_, topic.last_seq, durable=durable)
+            start = topic.first_seq - 1 if earliest else topic.last_seq
+            sub = Subscription(topic, sub_id, name, type_, start, durable=durable)
             topic.subscriptions[name] = sub
             if durable:
                 self.mark_dirty(sub)
@@ -219,33 +278,42 @@ class Broker:
     def publish(
         self,
         topic: Topic,
-        producer: ProducerSession,
-        payload: str,
+        producer: ProducerSession | None,
         raw: bytes,
         properties: dict[str, str],
         key: str | None,
         context: str | None,
+        *,
+        event_ms: int = 0,
+        deliver_at_ms: int = 0,
     ) -> None:
+        """Append a message to the batch being gathered; `producer` None: the broker's own
+        publish (dead letters), answered to nobody."""
         seq = topic.next_seq
         topic.next_seq = seq + 1
         now = CLOCK.now_ms()
-        entry = Entry(seq, payload, properties, key, now, encode_id(topic.prefix, seq))
+        # The payload is re-encoded, as Pulsar does: `YWI` (no padding) is delivered as `YWI=`.
+        payload = base64.b64encode(raw).decode("ascii")
+        entry = Entry(
+            seq, payload, properties, key, now, encode_id(topic.prefix, seq), event_ms, deliver_at_ms
+        )
         props = orjson.dumps(properties) if properties else None
-        self._batch.messages.append((row_id(topic.id, seq), now, key, props, raw))
+        self._batch.messages.append((row_id(topic.id, seq), now, key, props, raw, event_ms, deliver_at_ms))
         self._publishes.append((topic, entry, producer, context))
         self._dirty_topics.add(topic)
-        producer.inflight += 1
-        producer.msg_in += 1
         self.stats.published_bytes += len(raw)
-        if producer.inflight >= producer.limit:
-            producer.room.clear()
+        if producer is not None:
+            producer.inflight += 1
+            producer.msg_in += 1
+            if producer.inflight >= producer.limit:
+                producer.room.clear()
         self._wake_commit()
 
     def _wake_commit(self) -> None:
         if self._wake is not None and not self._wake.is_set():
             self._wake.set()
 
-    def _take_batch(self) -> tuple[WriteBatch, list[tuple[Topic, Entry, ProducerSession, str | None]]]:
+    def _take_batch(self) -> tuple[WriteBatch, list[Publication]]:
         batch, self._batch = self._batch, WriteBatch()
         publishes, self._publishes = self._publishes, []
         for sub in self._dirty_subs:
@@ -289,14 +357,15 @@ class Broker:
     def _commit_failed(
         self,
         batch: WriteBatch,
-        publishes: list[tuple[Topic, Entry, ProducerSession, str | None]],
+        publishes: list[Publication],
         error: Exception,
     ) -> None:
         """Publishes of the batch fail (send-error:8); cursor changes are tried again."""
         self.stats.commit_failures += 1
         log.error("commit_failed", error=type(error).__name__, detail=str(error)[:200])
         for _, _, producer, context in publishes:
-            producer.answer(error_frame(8, "failed to persist the message", context))
+            if producer is not None:
+                producer.answer(error_frame(8, "failed to persist the message", context))
         retry = self._batch
         retry.new_topics[:0] = batch.new_topics
         retry.cursors[:0] = batch.cursors
@@ -304,16 +373,19 @@ class Broker:
         retry.deleted_subs[:0] = batch.deleted_subs
         retry.trims[:0] = batch.trims
         retry.deleted_topics[:0] = batch.deleted_topics
+        retry.names[:0] = batch.names
+        retry.terminated_topics[:0] = batch.terminated_topics
         retry.topic_last_seq[:0] = batch.topic_last_seq
         self._wake_commit()
 
-    def _complete(self, publishes: list[tuple[Topic, Entry, ProducerSession, str | None]]) -> None:
+    def _complete(self, publishes: list[Publication]) -> None:
         touched: set[Topic] = set()
         for topic, entry, producer, context in publishes:
             topic.entries[entry.seq] = entry
             if entry.seq > topic.last_seq:
                 topic.last_seq = entry.seq
-            producer.answer(ok_frame(entry.message_id, context))
+            if producer is not None:
+                producer.answer(ok_frame(entry.message_id, context))
             touched.add(topic)
         self.stats.published += len(publishes)
         for topic in touched:

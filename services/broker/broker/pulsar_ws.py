@@ -1,55 +1,76 @@
 """The WebSocket endpoints of Pulsar's API v2: producer, consumer and reader.
 
 Paths `/ws/v2/{role}/persistent/{tenant}/{namespace}/{topic}[/{subscription}]`, also under
-`/_ws` (Macrometa GDN's prefix, same frames). A refused handshake is a plain HTTP status with
-a Pulsar-like body, never a 101. Inside a connection, bad frames never close it: a producer
-gets `send-error:3` (not JSON, no context) or `send-error:7` (bad base64, with context); a
-consumer's garbage ack is ignored and counted. A frame over `BROKER_MAX_FRAME_BYTES` closes
-the connection with 1009 (message too big), as aiohttp does.
+`/_ws` (Macrometa GDN's prefix, same frames). The path is taken apart as Pulsar's
+`AbstractWebSocketHandler` does: a producer's or reader's topic may contain `/`, a consumer
+has exactly one segment after its topic, a domain other than `persistent` or a tenant or
+namespace name Pulsar cannot parse is a 500. A refused handshake is a plain HTTP status with
+Pulsar's text (scripts/pulsar/FINDINGS.md), never a 101. Frames inside a connection are read
+as Pulsar reads them (`frames`), including the ones after which Pulsar drops the connection.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
 
 from aiohttp import web
 
-from broker.handshake import NAME, BadParam, refuse
+from broker.handshake import Refused, refuse
 from broker.routing import Router
 from broker.state import STATE
 from broker.ws_consumer import open_consumer
 from broker.ws_producer import open_producer
 from broker.ws_reader import open_reader
 
-WS_PATH = (
-    r"(?:/_ws)?/ws/v2/(?P<role>producer|consumer|reader)/persistent/"
-    r"(?P<tenant>[^/]+)/(?P<namespace>[^/]+)/(?P<topic>[^/]+)(?:/(?P<subscription>[^/]+))?"
-)
+WS_PATH = r"(?:/_ws)?/ws/(?P<rest>v2/.*|v3/.*|producer/.*|consumer/.*|reader/.*)"
+#: Pulsar's `NamedEntity.checkName`: tenants and namespaces.
+_ENTITY = re.compile(r"[-=:.\w]+")
+#: Topic and subscription names the embedded broker stores (no whitespace or control characters).
+_NAME = re.compile(r"[^\s\x00-\x1f\x7f]{1,255}")
 
 
-def topic_name(params: Mapping[str, str]) -> str | None:
-    parts = (params["tenant"], params["namespace"], params["topic"])
-    if not all(NAME.fullmatch(part) for part in parts):
-        return None
-    return "persistent://{}/{}/{}".format(*parts)
+def parse_path(rest: str) -> tuple[str, str, str, str | None]:
+    """(role, full topic name, tenant/namespace, subscription) or Refused, as Pulsar parses it."""
+    parts = rest.split("/")
+    if parts[0] == "v3" and parts[1:2] == ["consumer"]:
+        # Pulsar's multi-topic consumer (/ws/v3/consumer/{sub}?topics=...) is not implemented:
+        # every v3 request is refused the way Pulsar refuses a malformed one.
+        raise Refused(500, "java.lang.IllegalArgumentException: Should set topics or topicsPattern")
+    if parts[0] != "v2" or len(parts) < 6 or parts[1] not in ("producer", "consumer", "reader"):
+        raise Refused(404, "Not Found")  # v1 paths are not implemented; nothing else is Pulsar's
+    role, domain, tenant, namespace = parts[1], parts[2], parts[3], parts[4]
+    if domain != "persistent" or not (_ENTITY.fullmatch(tenant) and _ENTITY.fullmatch(namespace)):
+        # non-persistent topics are not implemented: refused like an unknown domain
+        raise Refused(500, "java.lang.IllegalArgumentException")
+    rest_parts = parts[5:]
+    subscription: str | None = None
+    if role == "consumer":
+        if len(rest_parts) != 2:
+            raise Refused(400, "Invalid query params: Invalid topic name format")
+        if not rest_parts[1]:
+            raise Refused(400, "Invalid query params: Empty subscription name")
+        subscription = rest_parts[1]
+        rest_parts = rest_parts[:1]
+    local = "/".join(p for p in rest_parts if p)
+    if not _NAME.fullmatch(local) or (subscription is not None and not _NAME.fullmatch(subscription)):
+        raise Refused(400 if role != "reader" else 500, "Invalid query params: Invalid topic name format")
+    return role, f"persistent://{tenant}/{namespace}/{local}", f"{tenant}/{namespace}", subscription
 
 
 async def handle(request: web.Request, params: dict[str, str]) -> web.StreamResponse:
     state = request.app[STATE]
-    role = params["role"]
-    name = topic_name(params)
-    if name is None:
-        return refuse(state, role, 400, f"Failed to create {role}: invalid topic name")
-    if role != "consumer" and "subscription" in params:
-        return refuse(state, role, 404, "Not Found")
+    rest = params["rest"]
+    role = rest.split("/")[1] if rest.startswith("v2/") and rest.count("/") else "consumer"
     try:
+        role, name, namespace, subscription = parse_path(rest)
         if role == "producer":
-            return await open_producer(request, state, name)
+            return await open_producer(request, state, name, namespace)
         if role == "consumer":
-            return await open_consumer(request, state, name, params.get("subscription", ""))
-        return await open_reader(request, state, name)
-    except BadParam as error:
-        return refuse(state, role, 400, f"Failed to create {role}: {error}")
+            assert subscription is not None
+            return await open_consumer(request, state, name, namespace, subscription)
+        return await open_reader(request, state, name, namespace)
+    except Refused as refusal:
+        return refuse(state, role, refusal.status, refusal.text)
 
 
 def register(router: Router) -> None:

@@ -58,7 +58,9 @@ class ConsumerSession:
         "ack_timeout_ms",
         "address",
         "connected_ms",
+        "dead_letter_topic",
         "id",
+        "max_redeliver",
         "nack_delay_ms",
         "name",
         "outbox",
@@ -67,6 +69,7 @@ class ConsumerSession:
         "pull_mode",
         "queue_size",
         "unacked",
+        "unsubscribed",
     )
 
     def __init__(
@@ -92,6 +95,12 @@ class ConsumerSession:
         self.pull_mode = pull_mode
         self.permits = 0
         self.unacked: set[int] = set()
+        #: Dead letter policy (Shared, Key_Shared): after this many redeliveries (0: never)...
+        self.max_redeliver = 0
+        #: ...the message moves to this topic.
+        self.dead_letter_topic: str | None = None
+        #: After `unsubscribe` the socket stays open but is attached to nothing (as on Pulsar).
+        self.unsubscribed = False
         self.address = address
         self.connected_ms = connected_ms
 
@@ -140,6 +149,10 @@ class ReaderSession:
             self.outbox.push(delivery_frame(entry, 0))
             self.outstanding += 1
             topic.broker.stats.dispatched += 1
+
+    def at_end(self) -> bool:
+        """Pulsar's `hasReachedEndOfTopic`: the topic is terminated and everything was read."""
+        return self.topic.terminated and self.position > self.topic.last_seq
 
     def ack(self) -> None:
         if self.outstanding > 0:

@@ -15,7 +15,7 @@ import heapq
 import zlib
 from typing import TYPE_CHECKING
 
-from broker.messages import Entry, delivery_frame
+from broker.messages import CLOCK, Entry, delivery_frame
 from broker.sessions import ConsumerSession
 
 if TYPE_CHECKING:
@@ -24,6 +24,13 @@ if TYPE_CHECKING:
 #: Key_Shared: messages held back for busy consumers per dispatch round before reading stops.
 KEY_SHARED_DEFER_LIMIT = 1000
 NACK = 0  # timer epoch of a negative-ack delay (delivery epochs start at 1)
+DELAYED = -1  # timer epoch of a message held back by deliverAt / deliverAfterMs
+RESUME = -2  # timer epoch of the end of a Failover activation delay
+#: Pulsar's `activeConsumerFailoverDelayTimeMillis`: a Failover subscription whose active
+#: consumer changes (the first one included) starts reading for it only after this.
+FAILOVER_DELAY_SECONDS = 1.0
+#: Subscription types on which Pulsar counts redeliveries, delays delivery and dead-letters.
+SHARED_TYPES = ("Shared", "Key_Shared")
 
 
 def _slot(key: str | None, count: int) -> int:
@@ -62,6 +69,10 @@ class Subscription:
         self._rr = 0
         self._epoch = 0
         self._timers: list[tuple[float, int, int]] = []
+        self._failover_active: ConsumerSession | None = None
+        self._resume_at = 0.0
+        #: Messages whose next redelivery goes to a dead letter topic instead (seq -> topic).
+        self._dead_letters: dict[int, str] = {}
         self._timer: asyncio.TimerHandle | None = None
 
     # -- membership ------------------------------------------------------------------------------
@@ -98,7 +109,12 @@ class Subscription:
 
     def _order(self) -> None:
         if self.type == "Failover":
+            before = self._failover_active
             self.consumers.sort(key=lambda c: (c.priority, c.name, c.id))
+            self._failover_active = self.consumers[0] if self.consumers else None
+            if self._failover_active is not None and self._failover_active is not before:
+                self._resume_at = asyncio.get_running_loop().time() + FAILOVER_DELAY_SECONDS
+                self._add_timer(self._resume_at, 0, RESUME)
         elif self.type == "Key_Shared":
             self.consumers.sort(key=lambda c: (c.name, c.id))
 
@@ -109,6 +125,17 @@ class Subscription:
         return None
 
     # -- dispatch --------------------------------------------------------------------------------
+
+    def _held(self, entry: Entry) -> bool:
+        """Delayed delivery, on Shared and Key_Shared only (Exclusive and Failover ignore it, as
+        Pulsar does): hold `entry` back and come back to it when it is due."""
+        if not entry.deliver_at_ms or self.type not in SHARED_TYPES:
+            return False
+        wait_ms = entry.deliver_at_ms - CLOCK.now_ms()
+        if wait_ms <= 0:
+            return False
+        self._add_timer(asyncio.get_running_loop().time() + wait_ms / 1000, entry.seq, DELAYED)
+        return True
 
     def _next_entry(self) -> Entry | None:
         topic = self.topic
@@ -123,6 +150,8 @@ class Subscription:
             if entry is None:
                 self._ack(seq)
                 continue
+            if self._held(entry):
+                continue
             return entry
         acked = self.acked
         while self.read_position <= topic.last_seq:
@@ -134,6 +163,8 @@ class Subscription:
             if entry is None:  # a gap left by a failed commit
                 self._ack(seq)
                 continue
+            if self._held(entry):
+                continue
             return entry
         return None
 
@@ -142,6 +173,8 @@ class Subscription:
         if not consumers or self.deleted:
             return
         if self.type in ("Exclusive", "Failover"):
+            if self._resume_at and asyncio.get_running_loop().time() < self._resume_at:
+                return  # the Failover activation delay; the RESUME timer dispatches again
             consumer = consumers[0]
             room = consumer.capacity()
             while room > 0:
@@ -151,22 +184,35 @@ class Subscription:
                 self._send(consumer, entry)
                 room -= 1
         elif self.type == "Shared":
-            count = len(consumers)
-            idle = 0
-            while idle < count:
-                consumer = consumers[self._rr % count]
-                self._rr += 1
-                if consumer.capacity() <= 0:
-                    idle += 1
-                    continue
-                entry = self._next_entry()
-                if entry is None:
-                    self._rr -= 1  # this consumer got nothing: it is first in line next time
-                    break
-                self._send(consumer, entry)
-                idle = 0
+            self._dispatch_shared(consumers)
         else:
             self._dispatch_key_shared(consumers)
+
+    def _dispatch_shared(self, consumers: list[ConsumerSession]) -> None:
+        """Round robin within the best `priorityLevel` (lowest number) that has room; a lower
+        level gets messages only while every consumer of the better ones is full (Pulsar)."""
+        levels: dict[int, list[ConsumerSession]] = {}
+        for consumer in consumers:
+            levels.setdefault(consumer.priority, []).append(consumer)
+        groups = [levels[level] for level in sorted(levels)]
+        while True:
+            target = None
+            for group in groups:
+                count = len(group)
+                for step in range(count):
+                    candidate = group[(self._rr + step) % count]
+                    if candidate.capacity() > 0:
+                        target = candidate
+                        break
+                if target is not None:
+                    break
+            if target is None:
+                return
+            entry = self._next_entry()
+            if entry is None:
+                return
+            self._rr += 1
+            self._send(target, entry)
 
     def _dispatch_key_shared(self, consumers: list[ConsumerSession]) -> None:
         count = len(consumers)
@@ -233,17 +279,38 @@ class Subscription:
                 self.topic.broker.record_ack(self, seq)
         self.topic.broker.mark_dirty(self)
 
-    def nack(self, seq: int, delay_ms: int) -> bool:
+    def nack(self, seq: int, consumer: ConsumerSession) -> bool:
         owner = self.pending.pop(seq, None)
         if owner is None:
             return seq <= self.mark_delete or seq in self.acked or seq < self.read_position
         owner[0].unacked.discard(seq)
-        if delay_ms <= 0:
-            self._requeue(seq)
+        self._mark_dead_letter(seq, consumer)
+        if consumer.nack_delay_ms <= 0:
+            self._redeliver(seq)
         else:
-            self._add_timer(asyncio.get_running_loop().time() + delay_ms / 1000, seq, NACK)
+            self._add_timer(asyncio.get_running_loop().time() + consumer.nack_delay_ms / 1000, seq, NACK)
         self.topic.broker.schedule_dispatch(self)
         return True
+
+    def _mark_dead_letter(self, seq: int, consumer: ConsumerSession) -> None:
+        """Pulsar's dead letter policy: a message already redelivered `maxRedeliverCount` times
+        goes to the dead letter topic at its next redelivery (Shared and Key_Shared only)."""
+        if (
+            consumer.dead_letter_topic is not None
+            and self.type in SHARED_TYPES
+            and self.redeliveries.get(seq, 0) >= consumer.max_redeliver
+        ):
+            self._dead_letters[seq] = consumer.dead_letter_topic
+
+    def _redeliver(self, seq: int) -> None:
+        dead_letter = self._dead_letters.pop(seq, None)
+        if dead_letter is None:
+            self._requeue(seq)
+            return
+        entry = self.topic.entries.get(seq)
+        if entry is not None and seq > self.mark_delete and seq not in self.acked:
+            self.topic.broker.dead_letter(self, entry, dead_letter)
+            self._ack(seq)
 
     def _requeue(self, seq: int, counted: bool = True) -> None:
         """Deliver `seq` again. Like Pulsar 4.0, only Shared and Key_Shared count redeliveries
@@ -280,17 +347,29 @@ class Subscription:
             _, seq, epoch = heapq.heappop(timers)
             if epoch == NACK:
                 if seq not in self.pending:
-                    self._requeue(seq)
+                    self._redeliver(seq)
+                continue
+            if epoch == RESUME:
+                continue  # the dispatch scheduled below does it
+            if epoch == DELAYED:
+                if seq not in self.pending and seq not in self.replay_set:
+                    self.replay_set.add(seq)
+                    heapq.heappush(self.replay, seq)
                 continue
             owner = self.pending.get(seq)
             if owner is not None and owner[1] == epoch:
                 del self.pending[seq]
                 owner[0].unacked.discard(seq)
-                self._requeue(seq)
+                self._mark_dead_letter(seq, owner[0])
+                self._redeliver(seq)
         self._arm()
         self.topic.broker.schedule_dispatch(self)
 
     # -- administration --------------------------------------------------------------------------
+
+    def at_end_of_terminated_topic(self) -> bool:
+        """Pulsar's `hasReachedEndOfTopic`: terminated, and nothing is left to read."""
+        return self.topic.terminated and self.read_position > self.topic.last_seq and not self.replay
 
     def backlog(self) -> int:
         return max(0, self.topic.last_seq - self.mark_delete - len(self.acked))

@@ -31,6 +31,8 @@ class Topic:
         self.readers: set[ReaderSession] = set()
         self.producers: dict[int, ProducerSession] = {}
         self.deleted = False
+        #: Terminated (admin `terminate`): no more publishes; its end is final.
+        self.terminated = False
 
     def floor(self) -> int:
         """Messages at or below this sequence number are no longer needed."""
