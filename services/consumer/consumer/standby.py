@@ -18,7 +18,7 @@ from prometheus_client import Enum
 from streampair import metrics
 from streampair.backoff import Backoff, jittered
 from streampair.consumer import Consumer
-from streampair.errors import StreamError, StreamNotFound, SubscriptionBusy
+from streampair.errors import NamespaceNotFound, StreamError, StreamNotFound, SubscriptionBusy
 from streampair.logs import get_logger
 from streampair.runtime import ServiceExit, ServiceStatus
 
@@ -107,7 +107,9 @@ class StandbyLoop:
                 if stopping.is_set():
                     break  # a failure while shutting down is part of shutting down
                 # StreamNotFound: the producer creates the stream; a consumer that starts first waits.
-                if not (error.retryable or isinstance(error, StreamNotFound)):
+                # A missing tenant or namespace is a wrong setting: waiting cannot fix it.
+                waits = isinstance(error, StreamNotFound) and not isinstance(error, NamespaceNotFound)
+                if not (error.retryable or waits):
                     raise
                 self._set_role("connecting")
                 self.status.connected = False
