@@ -118,8 +118,11 @@ async def handshakes(p: Probe) -> None:
         ("producer sendTimeoutMillis=-1", prod, {"sendTimeoutMillis": "-1"}),
         ("producer initialSequenceId=abc", prod, {"initialSequenceId": "abc"}),
         ("producer batchingEnabled=yes", prod, {"batchingEnabled": "yes"}),
-        ("producer batchingEnabled=true batchingMaxMessages=abc", prod,
-         {"batchingEnabled": "true", "batchingMaxMessages": "abc"}),
+        (
+            "producer batchingEnabled=true batchingMaxMessages=abc",
+            prod,
+            {"batchingEnabled": "true", "batchingMaxMessages": "abc"},
+        ),
         ("producer maxPendingMessages=abc (batching off)", prod, {"maxPendingMessages": "abc"}),
         ("producer batchingMaxPublishDelay=abc (batching off)", prod, {"batchingMaxPublishDelay": "abc"}),
         ("producer encryptionKeys=k1", prod, {"encryptionKeys": "k1"}),
@@ -187,16 +190,24 @@ async def producer_frames(p: Probe) -> None:
         ("key float", {"payload": b64("a"), "key": 1.5, "context": "c3"}),
         ("key object", {"payload": b64("a"), "key": {"a": 1}, "context": "c4"}),
         ("key null", {"payload": b64("a"), "key": None, "context": "c5"}),
-        ("properties mixed", {"payload": b64("a"), "properties": {"i": 1, "b": False, "f": 2.5, "s": "x"},
-                              "context": "c6"}),
+        (
+            "properties mixed",
+            {"payload": b64("a"), "properties": {"i": 1, "b": False, "f": 2.5, "s": "x"}, "context": "c6"},
+        ),
         ("properties null value", {"payload": b64("a"), "properties": {"n": None}, "context": "c7"}),
         ("properties nested", {"payload": b64("a"), "properties": {"o": {"x": 1}}, "context": "c8"}),
         ("properties list", {"payload": b64("a"), "properties": ["x"], "context": "c9"}),
         ("context int", {"payload": b64("a"), "context": 5}),
         ("context object", {"payload": b64("a"), "context": {"x": 1}}),
         ("eventTime ok", {"payload": b64("a"), "eventTime": "2026-01-02T03:04:05.678Z", "context": "e1"}),
-        ("eventTime offset", {"payload": b64("a"), "eventTime": "2026-01-02T05:04:05+02:00", "context": "e2"}),
-        ("eventTime micro", {"payload": b64("a"), "eventTime": "2026-01-02T03:04:05.123456Z", "context": "e3"}),
+        (
+            "eventTime offset",
+            {"payload": b64("a"), "eventTime": "2026-01-02T05:04:05+02:00", "context": "e2"},
+        ),
+        (
+            "eventTime micro",
+            {"payload": b64("a"), "eventTime": "2026-01-02T03:04:05.123456Z", "context": "e3"},
+        ),
         ("eventTime no zone", {"payload": b64("a"), "eventTime": "2026-01-02T03:04:05", "context": "e4"}),
         ("eventTime garbage", {"payload": b64("a"), "eventTime": "yesterday", "context": "e5"}),
         ("eventTime int", {"payload": b64("a"), "eventTime": 12345, "context": "e6"}),
@@ -210,8 +221,14 @@ async def producer_frames(p: Probe) -> None:
         ("deliverAt numeric string", {"payload": b64("a"), "deliverAt": "1", "context": "d2"}),
         ("unknown field", {"payload": b64("a"), "bogus": 1, "context": "u1"}),
         ("sequenceId", {"payload": b64("a"), "sequenceId": 77, "context": "s1"}),
-        ("replicationClusters", {"payload": b64("a"), "replicationClusters": ["standalone"], "context": "r1"}),
-        ("replicationClusters bogus", {"payload": b64("a"), "replicationClusters": ["nope"], "context": "r2"}),
+        (
+            "replicationClusters",
+            {"payload": b64("a"), "replicationClusters": ["standalone"], "context": "r1"},
+        ),
+        (
+            "replicationClusters bogus",
+            {"payload": b64("a"), "replicationClusters": ["nope"], "context": "r2"},
+        ),
         ("not json", "not json"),
         ("json array", "[1]"),
         ("json string", '"x"'),
@@ -256,8 +273,12 @@ async def consumer_frames(p: Probe) -> None:
             obs["after"] = await p.send(ws, {"type": "isEndOfTopic"}, 1.0)
         p.record(f"consumer frame: {name}", obs)
         await ws.close()
-    for name, frame in [("not json", "nope"), ("ack garbage", {"messageId": "!!!"}), ("unknown type", {"type": "x"}),
-                        ("permit", {"type": "permit"})]:
+    for name, frame in [
+        ("not json", "nope"),
+        ("ack garbage", {"messageId": "!!!"}),
+        ("unknown type", {"type": "x"}),
+        ("permit", {"type": "permit"}),
+    ]:
         t = uniq("rf")
         _, ws = await p.open(p.path("reader", t))
         assert ws is not None
@@ -283,7 +304,10 @@ async def unsubscribe_cases(p: Probe) -> None:
     p.record("unsubscribe alone", await p.send(a, {"type": "unsubscribe"}, 1.0))
     await p.publish(t, "after")
     p.record("unsubscribe alone: publish after", await p.frames(a, 1.0))
-    p.record("unsubscribe alone: subscriptions", await p.admin("GET", f"/admin/v2/persistent/public/default/{t}/subscriptions"))
+    p.record(
+        "unsubscribe alone: subscriptions",
+        await p.admin("GET", f"/admin/v2/persistent/public/default/{t}/subscriptions"),
+    )
     p.record("unsubscribe alone: eot", await p.send(a, {"type": "isEndOfTopic"}, 1.0))
     p.record("unsubscribe alone: second unsubscribe", await p.send(a, {"type": "unsubscribe"}, 1.0))
     await a.close()
@@ -311,8 +335,14 @@ async def semantics(p: Probe) -> None:
         await prod.send_str(json.dumps({"payload": b64("late"), "deliverAfterMs": 1500, "context": "x"}))
         ans = json.loads((await prod.receive(timeout=5)).data)
         msg = await c.receive(timeout=5)
-        p.record(f"deliverAfterMs=1500 on {type_}", {"ack": sorted(ans), "after_s": round(loop.time() - t0, 1),
-                                                      "got": msg.type == aiohttp.WSMsgType.TEXT})
+        p.record(
+            f"deliverAfterMs=1500 on {type_}",
+            {
+                "ack": sorted(ans),
+                "after_s": round(loop.time() - t0, 1),
+                "got": msg.type == aiohttp.WSMsgType.TEXT,
+            },
+        )
         await prod.close()
         await c.close()
     # eventTime round trip + publishTime format
@@ -325,8 +355,12 @@ async def semantics(p: Probe) -> None:
     # DLQ
     for type_ in ("Shared", "Exclusive"):
         t = uniq("dlq")
-        _, c = await p.open(p.path("consumer", t, "s"), subscriptionType=type_, maxRedeliverCount="1",
-                            negativeAckRedeliveryDelay="100")
+        _, c = await p.open(
+            p.path("consumer", t, "s"),
+            subscriptionType=type_,
+            maxRedeliverCount="1",
+            negativeAckRedeliveryDelay="100",
+        )
         assert c is not None
         dlq = f"{t}-s-DLQ"
         _, dr = await p.open(p.path("consumer", dlq, "dsub"))
@@ -365,7 +399,10 @@ async def semantics(p: Probe) -> None:
     p.record("terminate: reader", await p.frames(r, 1.0))
     p.record("terminate: reader eot", await p.send(r, {"type": "isEndOfTopic"}, 1.0))
     p.record("terminate again", await p.admin("POST", f"/admin/v2/persistent/public/default/{t}/terminate"))
-    p.record("terminate missing topic", await p.admin("POST", f"/admin/v2/persistent/public/default/{uniq('no')}/terminate"))
+    p.record(
+        "terminate missing topic",
+        await p.admin("POST", f"/admin/v2/persistent/public/default/{uniq('no')}/terminate"),
+    )
     await r.close()
     await c.close()
     # non-persistent
@@ -378,7 +415,9 @@ async def semantics(p: Probe) -> None:
     p.record("non-persistent consumer", await p.frames(c, 1.0))
     _, r = await p.open(p.path("reader", "np:" + t), messageId="earliest")
     p.record("non-persistent reader earliest", (await p.frames(r, 1.0)) if r else "refused")
-    p.record("non-persistent stats", await p.admin("GET", f"/admin/v2/non-persistent/public/default/{t}/stats"))
+    p.record(
+        "non-persistent stats", await p.admin("GET", f"/admin/v2/non-persistent/public/default/{t}/stats")
+    )
     await prod.close()
     await c.close()
     # frame size
@@ -390,7 +429,10 @@ async def semantics(p: Probe) -> None:
     _, prod = await p.open(p.path("producer", t))
     assert prod is not None
     fits = "x" * (1024 * 1024 - 200)
-    p.record("frame just under 1 MiB", await p.send(prod, json.dumps({"payload": "", "pad": fits})[:1024 * 1024], 2.0))
+    p.record(
+        "frame just under 1 MiB",
+        await p.send(prod, json.dumps({"payload": "", "pad": fits})[: 1024 * 1024], 2.0),
+    )
     await prod.close()
 
 

@@ -117,6 +117,13 @@ async def test_paths_are_taken_apart_as_pulsar_does(target: Target) -> None:
     assert await status(target, target.path("producer", topic + ":x")) == 101
 
 
+async def test_producer_name_in_use_is_409(target: Target) -> None:
+    topic = unique("pname")
+    first = await target.producer(topic, producerName="only-one")
+    assert await status(target, target.path("producer", topic), {"producerName": "only-one"}) == 409
+    await first.close()
+
+
 async def test_multi_topic_consumer_malformed_requests(target: Target) -> None:
     """The embedded broker has no v3 multi-topic consumer: it refuses every v3 request as Pulsar
     refuses a malformed one. Only those malformed requests can be compared on both targets."""

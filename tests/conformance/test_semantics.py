@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import re
+import time
 
+import aiohttp
 import pytest
 
 from tests.conformance.conftest import (
@@ -107,8 +109,6 @@ async def test_deliver_at_in_the_future(target: Target) -> None:
     producer = await target.producer(topic)
     loop = asyncio.get_running_loop()
     started = loop.time()
-    import time
-
     await send(producer, {"payload": b64("at"), "deliverAt": int(time.time() * 1000) + 1200})
     assert (await recv(producer))["result"] == "ok"
     await nothing_within(consumer, 0.8)
@@ -202,7 +202,7 @@ async def test_terminate(target: Target) -> None:
     topic = unique("term")
     consumer = await target.consumer(topic, "s")
     producer = await target.producer(topic)
-    [message_id] = await publish(producer, ["last"])
+    await publish(producer, ["last"])
     await ack(consumer, await recv(consumer))
     async with target.session.post(target.admin_url(topic) + "/terminate") as response:
         assert response.status == 200
@@ -214,8 +214,6 @@ async def test_terminate(target: Target) -> None:
     refused = await recv(producer)
     assert refused["result"] == "send-error:8" and "TopicTerminatedException" in refused["errorMsg"]
     assert refused["context"] == "m"
-    import aiohttp
-
     with pytest.raises(aiohttp.WSServerHandshakeError) as error:
         await target.producer(topic)
     assert error.value.status == 503
@@ -242,4 +240,33 @@ async def test_terminate(target: Target) -> None:
     assert await eventually(reader_at_end, lambda reached: reached)
     async with target.session.post(target.admin_url(unique("nope")) + "/terminate") as response:
         assert response.status == 404
-    del message_id
+
+
+async def test_pull_mode_delivers_only_what_was_permitted(target: Target) -> None:
+    """Pulsar's ProxyPublishConsumeTest.socketPullModeTest, and socketTestEndOfTopic's checks."""
+    topic = unique("pull")
+    first = await target.consumer(topic, "s", subscriptionType="Shared", pullMode="true")
+    second = await target.consumer(topic, "s", subscriptionType="Shared", pullMode="true")
+    producer = await target.producer(topic)
+    await publish(producer, [f"m{i}" for i in range(20)])
+    await nothing_within(first, 0.3)
+    await send(first, {"type": "permit", "permitMessages": 3})
+    for _ in range(3):
+        await send(second, {"type": "permit", "permitMessages": 2})
+    got_first, got_second = await recv_n(first, 3), await recv_n(second, 6)
+    await nothing_within(first, 0.3)
+    await nothing_within(second, 0.1)
+    assert len(set(texts_of(got_first)) | set(texts_of(got_second))) == 9
+    await send(first, {"type": "isEndOfTopic"})
+    assert await recv(first) == {"endOfTopic": False}
+
+
+async def test_terminate_an_empty_topic(target: Target) -> None:
+    topic = unique("term-empty")
+    async with target.session.put(target.admin_url(topic), json={}) as response:
+        assert response.status == 204
+    async with target.session.post(target.admin_url(topic) + "/terminate") as response:
+        assert response.status == 200
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await target.producer(topic)
+    assert refused.value.status == 503
