@@ -110,6 +110,7 @@ async def test_paths_are_taken_apart_as_pulsar_does(target: Target) -> None:
     assert await status(target, base.format(role="reader", domain="persistent") + "/x") == 101
     # A consumer has exactly one segment after its topic.
     assert await status(target, base.format(role="consumer", domain="persistent") + "/s/x") == 400
+    assert await status(target, base.format(role="producer", domain="non-persistent")) == 101
     # An unknown domain, or a tenant Pulsar cannot parse, fails in path parsing: 500.
     assert await status(target, base.format(role="producer", domain="bogus")) == 500
     assert await status(target, f"/ws/v2/producer/persistent/bad%20tenant/default/{topic}") == 500

@@ -270,3 +270,27 @@ async def test_terminate_an_empty_topic(target: Target) -> None:
     with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
         await target.producer(topic)
     assert refused.value.status == 503
+
+
+async def test_non_persistent_topics_deliver_only_to_who_is_there(target: Target) -> None:
+    topic = unique("np")
+    base = target.ws + "/ws/v2/{role}/non-persistent/public/default/" + topic
+    producer = await target.session.ws_connect(base.format(role="producer"))
+    lost = await publish(producer, ["nobody-listens"])
+    assert lost == ["CAAQADAA"]  # every message of a non-persistent topic has this id
+    consumer = await target.session.ws_connect(
+        base.format(role="consumer") + "/s", params={"subscriptionInitialPosition": "Earliest"}
+    )
+    reader = await target.session.ws_connect(base.format(role="reader"), params={"messageId": "earliest"})
+    await nothing_within(consumer, 0.3)  # nothing was kept
+    assert await publish(producer, ["live-1", "live-2"]) == ["CAAQADAA", "CAAQADAA"]
+    frames = await recv_n(consumer, 2)
+    assert texts_of(frames) == ["live-1", "live-2"]
+    assert {f["messageId"] for f in frames} == {"CAAQADAA"}
+    for frame in frames:
+        await ack(consumer, frame)
+    assert texts_of(await recv_n(reader, 2)) == ["live-1", "live-2"]
+    async with target.session.get(
+        f"{target.http}/admin/v2/non-persistent/public/default/{topic}/stats"
+    ) as response:
+        assert response.status == 200

@@ -20,7 +20,10 @@ from broker.subscriptions import Subscription
 from broker.topics import Topic
 
 NAME = r"[^/]+"
-TOPIC_PATH = rf"/admin/v2/persistent/(?P<tenant>{NAME})/(?P<namespace>{NAME})/(?P<topic>{NAME})"
+TOPIC_PATH = (
+    r"/admin/v2/(?P<domain>persistent|non-persistent)"
+    rf"/(?P<tenant>{NAME})/(?P<namespace>{NAME})/(?P<topic>{NAME})"
+)
 
 
 def topic_stats(topic: Topic) -> dict[str, Any]:
@@ -97,7 +100,7 @@ def _reason(status: int, reason: str) -> web.Response:
 
 
 def _full(params: dict[str, str]) -> str:
-    return "persistent://{tenant}/{namespace}/{topic}".format(**params)
+    return "{domain}://{tenant}/{namespace}/{topic}".format(**{"domain": "persistent", **params})
 
 
 def _namespace_missing(request: web.Request, params: dict[str, str]) -> bool:

@@ -229,8 +229,9 @@ class Broker:
         created = CLOCK.now_ms()
         topic = Topic(self, topic_id, name, created, 0)
         self.topics[name] = topic
-        self._batch.new_topics.append((topic_id, name, created))
-        self._wake_commit()
+        if topic.persistent:
+            self._batch.new_topics.append((topic_id, name, created))
+            self._wake_commit()
         log.info("topic_created", topic=name)
         return topic
 
@@ -289,11 +290,15 @@ class Broker:
     ) -> None:
         """Append a message to the batch being gathered; `producer` None: the broker's own
         publish (dead letters), answered to nobody."""
+        # The payload is re-encoded, as Pulsar does: `YWI` (no padding) is delivered as `YWI=`.
+        payload = base64.b64encode(raw).decode("ascii")
+        if not topic.persistent:
+            self.stats.published += 1
+            topic.deliver_now(producer, payload, properties, key, context, event_ms)
+            return
         seq = topic.next_seq
         topic.next_seq = seq + 1
         now = CLOCK.now_ms()
-        # The payload is re-encoded, as Pulsar does: `YWI` (no padding) is delivered as `YWI=`.
-        payload = base64.b64encode(raw).decode("ascii")
         entry = Entry(
             seq, payload, properties, key, now, encode_id(topic.prefix, seq), event_ms, deliver_at_ms
         )
@@ -326,7 +331,7 @@ class Broker:
             trimmed = topic.trim()
             if trimmed is not None:
                 batch.trims.append(trimmed)
-            if topic.next_seq - 1 > topic.persisted_seq:
+            if topic.persistent and topic.next_seq - 1 > topic.persisted_seq:
                 topic.persisted_seq = topic.next_seq - 1
                 batch.topic_last_seq.append((topic.persisted_seq, topic.id))
         self._dirty_topics.clear()

@@ -3,8 +3,8 @@
 Paths `/ws/v2/{role}/persistent/{tenant}/{namespace}/{topic}[/{subscription}]`, also under
 `/_ws` (Macrometa GDN's prefix, same frames). The path is taken apart as Pulsar's
 `AbstractWebSocketHandler` does: a producer's or reader's topic may contain `/`, a consumer
-has exactly one segment after its topic, a domain other than `persistent` or a tenant or
-namespace name Pulsar cannot parse is a 500. A refused handshake is a plain HTTP status with
+has exactly one segment after its topic, a domain other than `persistent`/`non-persistent` or a
+tenant or namespace name Pulsar cannot parse is a 500. A refused handshake is a plain HTTP status with
 Pulsar's text (scripts/pulsar/FINDINGS.md), never a 101. Frames inside a connection are read
 as Pulsar reads them (`frames`), including the ones after which Pulsar drops the connection.
 """
@@ -39,8 +39,9 @@ def parse_path(rest: str) -> tuple[str, str, str, str | None]:
     if parts[0] != "v2" or len(parts) < 6 or parts[1] not in ("producer", "consumer", "reader"):
         raise Refused(404, "Not Found")  # v1 paths are not implemented; nothing else is Pulsar's
     role, domain, tenant, namespace = parts[1], parts[2], parts[3], parts[4]
-    if domain != "persistent" or not (_ENTITY.fullmatch(tenant) and _ENTITY.fullmatch(namespace)):
-        # non-persistent topics are not implemented: refused like an unknown domain
+    if domain not in ("persistent", "non-persistent") or not (
+        _ENTITY.fullmatch(tenant) and _ENTITY.fullmatch(namespace)
+    ):
         raise Refused(500, "java.lang.IllegalArgumentException")
     rest_parts = parts[5:]
     subscription: str | None = None
@@ -54,7 +55,7 @@ def parse_path(rest: str) -> tuple[str, str, str, str | None]:
     local = "/".join(p for p in rest_parts if p)
     if not _NAME.fullmatch(local) or (subscription is not None and not _NAME.fullmatch(subscription)):
         raise Refused(400 if role != "reader" else 500, "Invalid query params: Invalid topic name format")
-    return role, f"persistent://{tenant}/{namespace}/{local}", f"{tenant}/{namespace}", subscription
+    return role, f"{domain}://{tenant}/{namespace}/{local}", f"{tenant}/{namespace}", subscription
 
 
 async def handle(request: web.Request, params: dict[str, str]) -> web.StreamResponse:

@@ -1,16 +1,23 @@
-"""Topics: the retained messages in memory, and who is attached (subscriptions, readers, producers)."""
+"""Topics: the retained messages in memory, and who is attached (subscriptions, readers, producers).
+
+A `non-persistent://` topic stores nothing: a message goes to the consumers and readers attached
+(with room) when it is published and is then forgotten, and every id is `CAAQADAA`, as on Pulsar.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from broker.messages import Entry, id_prefix
+from broker.messages import CLOCK, Entry, encode_id, id_prefix, ok_frame
 from broker.sessions import ProducerSession, ReaderSession
 from broker.storage import row_id
 from broker.subscriptions import Subscription
 
 if TYPE_CHECKING:
     from broker.broker import Broker
+
+#: Pulsar gives every message of a non-persistent topic this id (ledger 0, entry 0).
+NON_PERSISTENT_ID = encode_id(id_prefix(0), 0)
 
 
 class Topic:
@@ -33,6 +40,34 @@ class Topic:
         self.deleted = False
         #: Terminated (admin `terminate`): no more publishes; its end is final.
         self.terminated = False
+
+    @property
+    def persistent(self) -> bool:
+        return self.name.startswith("persistent://")
+
+    def deliver_now(
+        self,
+        producer: ProducerSession | None,
+        payload: str,
+        properties: dict[str, str],
+        key: str | None,
+        context: str | None,
+        event_ms: int,
+    ) -> None:
+        """Publish on a non-persistent topic: answered at once, dispatched at once, not kept."""
+        seq = self.next_seq
+        self.last_seq = seq
+        self.next_seq = seq + 1
+        self.entries[seq] = Entry(seq, payload, properties, key, CLOCK.now_ms(), NON_PERSISTENT_ID, event_ms)
+        for subscription in self.subscriptions.values():
+            subscription.dispatch()
+        for reader in self.readers:
+            reader.dispatch()
+        del self.entries[seq]
+        self.first_seq = seq + 1
+        if producer is not None:
+            producer.msg_in += 1
+            producer.outbox.push(ok_frame(NON_PERSISTENT_ID, context))
 
     def floor(self) -> int:
         """Messages at or below this sequence number are no longer needed."""

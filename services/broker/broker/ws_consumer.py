@@ -103,7 +103,8 @@ async def open_consumer(
     existing = topic.subscriptions.get(sub_name)
     if existing is not None and (reason := existing.refusal(type_)) is not None:
         raise Refused(409, f'Failed to create producer/consumer: {{"errorMsg":"{reason}"}}')
-    sub = broker.subscription(topic, sub_name, type_, durable=mode == "Durable", earliest=earliest)
+    durable = mode == "Durable" and topic.persistent  # a non-persistent topic keeps no cursor
+    sub = broker.subscription(topic, sub_name, type_, durable=durable, earliest=earliest)
     ws = consumer.outbox.ws
     consumer.name = consumer.name or f"consumer-{consumer.id}"
     sub.add(consumer, type_)  # reserved before the first await, so a racing second consumer sees it
@@ -157,6 +158,12 @@ def _consumer_frame(
     decoded = decode_id_bytes(decode_command_id(command.message_id))
     if decoded is None:  # base64, but not a message id: Pulsar's IOException again
         raise Drop(None)
+    if not sub.topic.persistent:
+        # Every id is the same there: an ack or nack frees one slot of flow control (nothing
+        # is redelivered), as Pulsar's handler counts it.
+        if consumer.unacked and not consumer.unsubscribed:
+            sub.ack(min(consumer.unacked))
+        return
     if consumer.unsubscribed or decoded[0] != sub.topic.id:
         return  # Pulsar acknowledges on a closed consumer, or an id it does not know: nothing
     if command.type == "negativeAcknowledge":

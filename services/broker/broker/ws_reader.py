@@ -52,6 +52,8 @@ async def open_reader(
     topic = broker.topic(name, create=True)
     assert topic is not None
     position = start_position(topic, query.get("messageId", "").strip())
+    if not topic.persistent:  # it keeps nothing: a reader sees what is published from now on
+        position = topic.last_seq + 1
     ws = new_socket(state)
     outbox = Outbox(ws)
     reader = ReaderSession(
