@@ -101,7 +101,6 @@ async def test_second_producer_with_the_same_name_is_409(client: Client) -> None
 @pytest.mark.parametrize(
     "path",
     [
-        "/ws/v2/producer/persistent/public/default",
         "/ws/v2/publisher/persistent/public/default/t",
         "/ws/v3/producer/persistent/public/default/t",
         "/nothing/here",

@@ -108,8 +108,15 @@ async def test_paths_are_taken_apart_as_pulsar_does(target: Target) -> None:
     # A producer's or reader's topic may contain '/'.
     assert await status(target, base.format(role="producer", domain="persistent") + "/x") == 101
     assert await status(target, base.format(role="reader", domain="persistent") + "/x") == 101
-    # A consumer has exactly one segment after its topic.
+    assert await status(target, base.format(role="producer", domain="persistent") + "/") == 101
+    # A consumer has exactly one segment after its topic (a trailing '/' is one more).
     assert await status(target, base.format(role="consumer", domain="persistent") + "/s/x") == 400
+    assert await status(target, base.format(role="consumer", domain="persistent") + "/s/") == 400
+    assert await status(target, base.format(role="consumer", domain="persistent")) == 400
+    # Too short for Pulsar's path parsing: 500; an unknown role: 404.
+    assert await status(target, "/ws/v2/producer/persistent/public/default") == 500
+    assert await status(target, "/ws/v2/reader/persistent/public") == 500
+    assert await status(target, "/ws/v2/publisher/persistent/public/default/" + topic) == 404
     assert await status(target, base.format(role="producer", domain="non-persistent")) == 101
     # An unknown domain, or a tenant Pulsar cannot parse, fails in path parsing: 500.
     assert await status(target, base.format(role="producer", domain="bogus")) == 500

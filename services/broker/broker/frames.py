@@ -53,8 +53,9 @@ def java_b64decode(text: str) -> bytes:
     assert match is not None
     if match.end() != len(body):
         bad = body[match.end()]
-        if bad == "=":
-            raise ValueError(f"Input byte array has incorrect ending byte at {match.end()}")
+        if bad == "=":  # Java reports the first character after the padding
+            after = len(body) - len(body[match.end() :].lstrip("="))
+            raise ValueError(f"Input byte array has incorrect ending byte at {after}")
         raise ValueError(f"Illegal base64 character {ord(bad):x}")
     if len(text) == 1:
         raise ValueError("Input byte[] should at least have 2 bytes for base64 bytes")

@@ -29,15 +29,17 @@ _ENTITY = re.compile(r"[-=:.\w]+")
 _NAME = re.compile(r"[^\s\x00-\x1f\x7f]{1,255}")
 
 
-def parse_path(rest: str) -> tuple[str, str, str, str | None]:
+def parse_path(rest: str, trailing_slash: bool = False) -> tuple[str, str, str, str | None]:
     """(role, full topic name, tenant/namespace, subscription) or Refused, as Pulsar parses it."""
     parts = rest.split("/")
     if parts[0] == "v3" and parts[1:2] == ["consumer"]:
         # Pulsar's multi-topic consumer (/ws/v3/consumer/{sub}?topics=...) is not implemented:
         # every v3 request is refused the way Pulsar refuses a malformed one.
         raise Refused(500, "java.lang.IllegalArgumentException: Should set topics or topicsPattern")
-    if parts[0] != "v2" or len(parts) < 6 or parts[1] not in ("producer", "consumer", "reader"):
+    if parts[0] != "v2" or parts[1:2] == [] or parts[1] not in ("producer", "consumer", "reader"):
         raise Refused(404, "Not Found")  # v1 paths are not implemented; nothing else is Pulsar's
+    if len(parts) < 6:  # Pulsar's checkArgument(parts.size() >= 8), outside the handler's try
+        raise Refused(500, "java.lang.IllegalArgumentException: Invalid topic name format")
     role, domain, tenant, namespace = parts[1], parts[2], parts[3], parts[4]
     if domain not in ("persistent", "non-persistent") or not (
         _ENTITY.fullmatch(tenant) and _ENTITY.fullmatch(namespace)
@@ -46,7 +48,7 @@ def parse_path(rest: str) -> tuple[str, str, str, str | None]:
     rest_parts = parts[5:]
     subscription: str | None = None
     if role == "consumer":
-        if len(rest_parts) != 2:
+        if len(rest_parts) != 2 or trailing_slash:  # `.../{topic}/{sub}/` has a 10th part
             raise Refused(400, "Invalid query params: Invalid topic name format")
         if not rest_parts[1]:
             raise Refused(400, "Invalid query params: Empty subscription name")
@@ -63,7 +65,8 @@ async def handle(request: web.Request, params: dict[str, str]) -> web.StreamResp
     rest = params["rest"]
     role = rest.split("/")[1] if rest.startswith("v2/") and rest.count("/") else "consumer"
     try:
-        role, name, namespace, subscription = parse_path(rest)
+        # The router has dropped a trailing '/'; Pulsar counts it as an empty last segment.
+        role, name, namespace, subscription = parse_path(rest, request.path.endswith("/"))
         if role == "producer":
             return await open_producer(request, state, name, namespace)
         if role == "consumer":
