@@ -133,8 +133,7 @@ async def test_producer_name_in_use_is_409(target: Target) -> None:
 
 
 async def test_multi_topic_consumer_malformed_requests(target: Target) -> None:
-    """The embedded broker has no v3 multi-topic consumer: it refuses every v3 request as Pulsar
-    refuses a malformed one. Only those malformed requests can be compared on both targets."""
+    """Malformed v3 (multi-topic consumer) requests; working ones are in test_subscription_types."""
     assert await status(target, "/ws/v3/consumer/s") == 500  # neither topics nor topicsPattern
     both = {"topics": unique("a"), "topicsPattern": "x.*"}
     assert await status(target, "/ws/v3/consumer/s", both) == 500

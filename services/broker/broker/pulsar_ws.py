@@ -18,7 +18,7 @@ from aiohttp import web
 from broker.handshake import Refused, refuse
 from broker.routing import Router
 from broker.state import STATE
-from broker.ws_consumer import open_consumer
+from broker.ws_consumer import multi_topics, open_consumer
 from broker.ws_producer import open_producer
 from broker.ws_reader import open_reader
 
@@ -32,10 +32,6 @@ _NAME = re.compile(r"[^\s\x00-\x1f\x7f]{1,255}")
 def parse_path(rest: str, trailing_slash: bool = False) -> tuple[str, str, str, str | None]:
     """(role, full topic name, tenant/namespace, subscription) or Refused, as Pulsar parses it."""
     parts = rest.split("/")
-    if parts[0] == "v3" and parts[1:2] == ["consumer"]:
-        # Pulsar's multi-topic consumer (/ws/v3/consumer/{sub}?topics=...) is not implemented:
-        # every v3 request is refused the way Pulsar refuses a malformed one.
-        raise Refused(500, "java.lang.IllegalArgumentException: Should set topics or topicsPattern")
     if parts[0] != "v2" or parts[1:2] == [] or parts[1] not in ("producer", "consumer", "reader"):
         raise Refused(404, "Not Found")  # v1 paths are not implemented; nothing else is Pulsar's
     if len(parts) < 6:  # Pulsar's checkArgument(parts.size() >= 8), outside the handler's try
@@ -65,13 +61,21 @@ async def handle(request: web.Request, params: dict[str, str]) -> web.StreamResp
     rest = params["rest"]
     role = rest.split("/")[1] if rest.startswith("v2/") and rest.count("/") else "consumer"
     try:
+        if rest.startswith("v3/consumer"):  # the multi-topic consumer
+            topics = multi_topics(request, state.broker)
+            parts = rest.split("/")
+            if len(parts) < 3:
+                raise Refused(400, "Invalid query params: Invalid topic name format")
+            if not parts[2] or request.path.endswith("/v3/consumer/"):
+                raise Refused(400, "Invalid query params: Empty subscription name")
+            return await open_consumer(request, state, topics, parts[2])
         # The router has dropped a trailing '/'; Pulsar counts it as an empty last segment.
         role, name, namespace, subscription = parse_path(rest, request.path.endswith("/"))
         if role == "producer":
             return await open_producer(request, state, name, namespace)
         if role == "consumer":
             assert subscription is not None
-            return await open_consumer(request, state, name, namespace, subscription)
+            return await open_consumer(request, state, [name], subscription)
         return await open_reader(request, state, name, namespace)
     except Refused as refusal:
         return refuse(state, role, refusal.status, refusal.text)

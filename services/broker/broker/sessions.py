@@ -59,7 +59,9 @@ class ConsumerSession:
         "address",
         "connected_ms",
         "dead_letter_topic",
+        "group",
         "id",
+        "leader",
         "max_redeliver",
         "nack_delay_ms",
         "name",
@@ -103,11 +105,35 @@ class ConsumerSession:
         self.unsubscribed = False
         self.address = address
         self.connected_ms = connected_ms
+        #: A multi-topic consumer's sessions (one per topic) share the receiver queue, and
+        #: the leader's pull-mode permits; a single-topic session is its own leader.
+        self.group: list[ConsumerSession] | None = None
+        self.leader = self
+
+    def sibling(self) -> ConsumerSession:
+        """Another session of the same multi-topic consumer (same socket, settings, name)."""
+        other = ConsumerSession(
+            name=self.name,
+            outbox=self.outbox,
+            queue_size=self.queue_size,
+            priority=self.priority,
+            ack_timeout_ms=self.ack_timeout_ms,
+            nack_delay_ms=self.nack_delay_ms,
+            pull_mode=self.pull_mode,
+            address=self.address,
+            connected_ms=self.connected_ms,
+        )
+        other.max_redeliver = self.max_redeliver
+        other.dead_letter_topic = self.dead_letter_topic
+        other.leader = self
+        return other
 
     def capacity(self) -> int:
         if self.pull_mode:
-            return self.permits
-        return self.queue_size - len(self.unacked)
+            return self.leader.permits
+        if self.group is None:
+            return self.queue_size - len(self.unacked)
+        return self.queue_size - sum(len(session.unacked) for session in self.group)
 
 
 class ReaderSession:

@@ -239,7 +239,7 @@ class Subscription:
         self.pending[seq] = (consumer, self._epoch)
         consumer.unacked.add(seq)
         if consumer.pull_mode:
-            consumer.permits -= 1
+            consumer.leader.permits -= 1
         consumer.outbox.push(delivery_frame(entry, self.redeliveries.get(seq, 0)))
         if consumer.ack_timeout_ms > 0:
             loop = asyncio.get_running_loop()
