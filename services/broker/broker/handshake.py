@@ -15,9 +15,6 @@ from broker.state import BrokerState
 
 log = get_logger("broker.ws")
 
-#: A tenant, namespace, topic or subscription name as the embedded broker accepts it.
-NAME = re.compile(r"[^\s/\x00-\x1f\x7f]{1,255}")
-
 
 class Refused(Exception):
     """A handshake Pulsar refuses: `status` and the text of its error page."""

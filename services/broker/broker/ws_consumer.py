@@ -35,23 +35,17 @@ from broker.messages import CLOCK, decode_id_bytes, end_of_topic
 from broker.outbox import Outbox
 from broker.sessions import ConsumerSession
 from broker.state import BrokerState
+from broker.subscriptions import Subscription
 
 if TYPE_CHECKING:
     from broker.broker import Broker
-from broker.subscriptions import Subscription
 
 ACK_TIMEOUT_MIN_MS = 1000
 
 
 def dead_letter_topic(full_topic: str, subscription: str, given: str | None) -> str:
     """Pulsar's default `{topic}-{subscription}-DLQ`, or `deadLetterTopic` as `TopicName.get` reads it."""
-    if given is None:
-        return f"{full_topic}-{subscription}-DLQ"
-    if "://" in given:
-        return given
-    if given.count("/") == 2:
-        return f"persistent://{given}"
-    return f"persistent://public/default/{given}"
+    return f"{full_topic}-{subscription}-DLQ" if given is None else topic_name(given)
 
 
 def consumer_session(
