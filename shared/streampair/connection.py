@@ -8,7 +8,11 @@ or a network failure into a typed error. Producer, consumer, reader and admin al
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import html
+import os
+import re
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -56,6 +60,11 @@ class ConnectionState:
 
 
 StateCallback = Callable[[ConnectionState], None]
+
+#: Refusals whose meaning is in the body, not the status (missing namespace, terminated topic,
+#: a reader's bad start position): the Connector asks again to read it.
+EXPLAINED_STATUSES = (404, 500, 503)
+_TITLE = re.compile(r"<title>(.*?)</title>", re.S | re.I)
 
 
 def attempt_result(error: BaseException | None) -> str:
@@ -196,7 +205,10 @@ class Connector:
             )
         except aiohttp.WSServerHandshakeError as error:
             # aiohttp keeps no body of a refused upgrade; its message is a generic "Invalid response status".
-            failure: StreamError = self._explained(error_for_status(error.status, kind), kind)
+            body = ""
+            if error.status in EXPLAINED_STATUSES and "otp" not in params:
+                body = await self._refusal_text(url, headers)
+            failure: StreamError = self._explained(error_for_status(error.status, kind, body), kind)
             self._count(kind, url_for_logs, failure)
             raise failure from None
         except aiohttp.ClientConnectorCertificateError as error:
@@ -226,6 +238,32 @@ class Connector:
         else:
             why = f"not authenticated: {setting} is missing, wrong or expired"
         return Unauthorized(error.status, f"{error} ({why})")
+
+    async def _refusal_text(self, url: str, headers: dict[str, str]) -> str:
+        """The explanation of a refused upgrade: the same upgrade request once more as plain
+        HTTP, whose error page aiohttp does let us read (Pulsar: Jetty's HTML page, its
+        `<title>` says why). Empty if it cannot be had; never raises."""
+        upgrade = {
+            **headers,
+            "Upgrade": "websocket",
+            "Connection": "Upgrade",
+            "Sec-WebSocket-Version": "13",
+            "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode(),
+        }
+        http_url = "http" + url.removeprefix("ws") if url.startswith("ws") else url
+        try:
+            async with asyncio.timeout(self.config.connect_timeout_seconds):
+                async with self.session.get(http_url, headers=upgrade, ssl=self._ssl) as response:
+                    if response.status == 101:  # accepted this time: nothing to explain
+                        return ""
+                    raw = await response.content.read(16384)
+        except (aiohttp.ClientError, TimeoutError, OSError):
+            return ""
+        text = raw.decode("utf-8", "replace")
+        title = _TITLE.search(text)
+        if title is not None:
+            text = re.sub(r"^Error \d+ ", "", html.unescape(title.group(1)))
+        return text
 
     def _count(self, kind: str, url: str, error: StreamError | None) -> None:
         result = attempt_result(error)

@@ -47,6 +47,16 @@ class StreamNotFound(HandshakeError):
     """404: the stream does not exist and the broker does not create it on first use."""
 
 
+class NamespaceNotFound(StreamNotFound):
+    """404 (producer, consumer, admin) or 500 (reader): the tenant or namespace does not exist.
+    Pulsar creates topics on first use but never tenants or namespaces: a wrong
+    STREAM_TENANT/STREAM_NAMESPACE, not something waiting can fix."""
+
+
+class TopicTerminated(HandshakeError):
+    """503 on a producer: the topic was terminated (admin `terminate`); it takes no more messages."""
+
+
 class SubscriptionBusy(HandshakeError):
     """409 on a consumer: another consumer holds the Exclusive subscription (Pulsar ConsumerBusy)."""
 
@@ -119,14 +129,43 @@ class InvalidMessage(StreamError):
     """The message cannot be encoded for the broker (say, text with a lone surrogate)."""
 
 
-def error_for_status(status: int, role: str, body: str = "") -> HandshakeError:
-    """Map a refused handshake to its typed error.
+#: Pulsar's words for a missing tenant or namespace (WebSocket and admin answers).
+_NO_NAMESPACE = ("namespace not found", "namespace does not exist", "tenant does not exist")
+#: A reader's 500 that names its bad request (an undecodable `messageId`) rather than a fault.
+_BAD_READER_REQUEST = (
+    "base64",
+    "indexoutofbounds",
+    "invalidprotocolbuffer",
+    "not a message id",
+    "numberformat",
+)
 
-    `role` is `producer`, `consumer` or `reader`: a 409 means something different to each.
-    `body` is the broker's explanation (Pulsar: "Failed to create consumer: ..."), trimmed.
+
+def error_for_status(status: int, role: str, body: str = "") -> HandshakeError:
+    """Map a refused handshake (or admin call) to its typed error: what it is, whether retrying
+    can help. Every status Pulsar 4.0.7's WebSocket handlers answer is decided here.
+
+    `role` is `producer`, `consumer`, `reader` or `admin`: a 409 means something different to
+    each, and Pulsar's reader answers every failure with 500. `body` is the broker's
+    explanation (Pulsar: `Failed to create producer/consumer: ...`); without it (aiohttp keeps
+    none of a refused upgrade unless the Connector fetched it) a 404 is a missing stream and
+    a 500 a broker fault.
     """
     detail = " ".join(body.split())[:300]
     message = f"{role} handshake refused with HTTP {status}" + (f": {detail}" if detail else "")
+    lowered = detail.lower()
+    if status in (404, 500) and any(words in lowered for words in _NO_NAMESPACE):
+        return NamespaceNotFound(
+            status,
+            f"{message}; the tenant or namespace does not exist: check STREAM_TENANT and STREAM_NAMESPACE "
+            "(Pulsar creates topics on first use, never tenants or namespaces)",
+        )
+    if status == 500 and role == "reader" and any(words in lowered for words in _BAD_READER_REQUEST):
+        return InvalidRequest(status, message)
+    if status == 500 and "illegalargumentexception" in lowered:
+        return InvalidRequest(status, message)  # Pulsar could not parse the path (bad names)
+    if status == 503 and "terminated" in lowered:
+        return TopicTerminated(status, message)
     if status == 409:
         return SubscriptionBusy(status, message) if role == "consumer" else ProducerBusy(status, message)
     if status in (401, 403):

@@ -165,6 +165,9 @@ class Producer:
             raise self.fatal
         if self._closing:
             raise ConnectionLost("producer is closed")
+        if properties and not all(isinstance(v, str) for v in properties.values()):
+            # Pulsar closes the whole connection (1011) on a null property value.
+            raise TypeError("property values must be strings")
         data = _encoded(payload, properties, key)
         await self._window.acquire()
         if self.fatal is not None or self._closing:  # it happened while we waited for room

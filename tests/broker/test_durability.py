@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
+import pytest
 from broker.testing import running_broker
 
 from tests.broker.conftest import (
@@ -133,7 +134,8 @@ async def test_names_deleted_and_reused_survive_a_restart(tmp_path: Path) -> Non
             client = Client(base, session)
             consumer = await client.consumer()
             await send_json(consumer, {"type": "unsubscribe"})
-            await consumer.receive(timeout=5)
+            await send_json(consumer, {"type": "isEndOfTopic"})
+            await consumer.receive(timeout=5)  # answered after the unsubscribe was handled
             again = await client.consumer()  # same name, new subscription, likely the same commit
             async with session.delete(base + admin, params={"force": "true"}) as r:
                 assert r.status == 204
@@ -147,3 +149,23 @@ async def test_names_deleted_and_reused_survive_a_restart(tmp_path: Path) -> Non
         async with running_broker(tmp_path) as base:
             consumer = await Client(base, session).consumer()
             assert unb64((await recv(consumer))["payload"]) == "kept"
+
+
+async def test_tenants_namespaces_and_terminations_survive_a_restart(tmp_path: Path) -> None:
+    async with aiohttp.ClientSession() as session:
+        async with running_broker(tmp_path) as base:
+            async with session.put(base + "/admin/v2/tenants/acme", json={"allowedClusters": ["x"]}) as r:
+                assert r.status == 204
+            async with session.put(base + "/admin/v2/namespaces/acme/prod", json={}) as r:
+                assert r.status == 204
+            client = Client(base, session)
+            producer = await client.producer()
+            await publish_many(producer, ["last"])
+            async with session.post(base + "/admin/v2/persistent/public/default/t/terminate") as r:
+                assert r.status == 200
+        async with running_broker(tmp_path) as base:
+            ws = await session.ws_connect(ws_url(base, "/ws/v2/producer/persistent/acme/prod/t"))
+            await ws.close()
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await Client(base, session).producer()
+            assert refused.value.status == 503  # still terminated

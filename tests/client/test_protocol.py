@@ -343,3 +343,16 @@ async def test_interrupt_wakes_a_consumer_waiting_to_reconnect() -> None:
             await asyncio.wait_for(task, 5)
         await consumer.close()
         await connector.close()
+
+
+async def test_a_property_that_is_not_a_string_is_refused_before_sending() -> None:
+    """Pulsar closes the producer's whole connection (1011) on a null property value."""
+    connector = Connector(settings("http://127.0.0.1:9"))
+    producer = Producer(connector)
+    try:
+        with pytest.raises(TypeError):
+            await producer.send_async(b"x", {"n": None})  # type: ignore[dict-item]
+        assert producer.in_flight == 0
+    finally:
+        await producer.close()
+        await connector.close()

@@ -41,6 +41,7 @@ SHARED: list[tuple[str, str]] = [
     ("STREAM_CA_BUNDLE", "/nonexistent/ca.pem"),
     ("STREAM_CA_BUNDLE", NOT_PEM),
     ("STREAM_MAX_FRAME_BYTES", "100"),
+    ("OTEL_TRACES_EXPORTER", "jaeger"),
     ("STREAM_AUTH_TOKEN_FILE", "/nonexistent/token"),
     ("C8_API_KEY_FILE", NOT_PEM),  # a file, but not one secret: it holds spaces
     ("HTTP_PORT", "0"),

@@ -6,9 +6,11 @@ from streampair.errors import (
     BrokerUnavailable,
     HandshakeError,
     InvalidRequest,
+    NamespaceNotFound,
     ProducerBusy,
     StreamNotFound,
     SubscriptionBusy,
+    TopicTerminated,
     Unauthorized,
     error_for_status,
 )
@@ -38,6 +40,62 @@ def test_status_mapping(status: int, role: str, cls: type[HandshakeError], retry
     assert error.status == status
     assert error.retryable is retryable
     assert f"HTTP {status}" in str(error)
+
+
+NS = 'Failed to create producer/consumer: {"errorMsg":"Namespace not found","reqId":1}'
+
+
+@pytest.mark.parametrize(
+    ("status", "role", "body", "cls", "retryable"),
+    [
+        # Pulsar 4.0.7's own texts (scripts/pulsar/FINDINGS.md)
+        (404, "producer", NS, NamespaceNotFound, False),
+        (404, "consumer", NS, NamespaceNotFound, False),
+        (404, "admin", "Namespace does not exist", NamespaceNotFound, False),
+        (
+            500,
+            "reader",
+            'Failed to create reader: {"errorMsg":"Namespace not found"}',
+            NamespaceNotFound,
+            False,
+        ),
+        (500, "reader", "Failed to create reader: Illegal base64 character 21", InvalidRequest, False),
+        (
+            500,
+            "reader",
+            "Failed to create reader: java.lang.IndexOutOfBoundsException: readerIndex(3)",
+            InvalidRequest,
+            False,
+        ),
+        (500, "reader", 'java.lang.NumberFormatException: For input string: "abc"', InvalidRequest, False),
+        (500, "producer", "java.lang.IllegalArgumentException", InvalidRequest, False),
+        (500, "reader", "Failed to create reader: Connection refused", BrokerUnavailable, True),
+        (500, "consumer", "", BrokerUnavailable, True),
+        (
+            503,
+            "producer",
+            'Failed to create producer/consumer: {"errorMsg":"Topic was already terminated"}',
+            TopicTerminated,
+            False,
+        ),
+        (
+            503,
+            "producer",
+            "Failed to create producer/consumer: backlog quota exceeded",
+            BrokerUnavailable,
+            True,
+        ),
+        (404, "producer", "", StreamNotFound, False),  # no explanation: a missing stream (Macrometa)
+    ],
+)
+def test_status_and_explanation_mapping(
+    status: int, role: str, body: str, cls: type[HandshakeError], retryable: bool
+) -> None:
+    error = error_for_status(status, role, body)
+    assert type(error) is cls, error
+    assert error.retryable is retryable
+    if cls is NamespaceNotFound:
+        assert "STREAM_TENANT" in str(error) and "STREAM_NAMESPACE" in str(error)
 
 
 def test_backoff_is_capped_exponential_with_full_jitter() -> None:

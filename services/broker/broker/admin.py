@@ -20,7 +20,10 @@ from broker.subscriptions import Subscription
 from broker.topics import Topic
 
 NAME = r"[^/]+"
-TOPIC_PATH = rf"/admin/v2/persistent/(?P<tenant>{NAME})/(?P<namespace>{NAME})/(?P<topic>{NAME})"
+TOPIC_PATH = (
+    r"/admin/v2/(?P<domain>persistent|non-persistent)"
+    rf"/(?P<tenant>{NAME})/(?P<namespace>{NAME})/(?P<topic>{NAME})"
+)
 
 
 def topic_stats(topic: Topic) -> dict[str, Any]:
@@ -97,12 +100,18 @@ def _reason(status: int, reason: str) -> web.Response:
 
 
 def _full(params: dict[str, str]) -> str:
-    return "persistent://{tenant}/{namespace}/{topic}".format(**params)
+    return "{domain}://{tenant}/{namespace}/{topic}".format(**{"domain": "persistent", **params})
+
+
+def _namespace_missing(request: web.Request, params: dict[str, str]) -> bool:
+    return not request.app[STATE].broker.namespace_exists(params["tenant"], params["namespace"])
 
 
 async def topic_endpoint(request: web.Request, params: dict[str, str]) -> web.StreamResponse:
     state = request.app[STATE]
     broker = state.broker
+    if _namespace_missing(request, params):
+        return _reason(404, "Namespace not found")
     name = _full(params)
     topic = broker.topic(name)
     if request.method == "PUT":
@@ -123,6 +132,8 @@ async def topic_endpoint(request: web.Request, params: dict[str, str]) -> web.St
 
 
 async def stats_endpoint(request: web.Request, params: dict[str, str]) -> web.StreamResponse:
+    if _namespace_missing(request, params):
+        return _reason(404, "Namespace not found")
     topic = request.app[STATE].broker.topic(_full(params))
     if topic is None:
         return _reason(404, "Topic not found")
@@ -150,7 +161,31 @@ async def delete_subscription_endpoint(request: web.Request, params: dict[str, s
     return web.Response(status=204)
 
 
+async def terminate_endpoint(request: web.Request, params: dict[str, str]) -> web.StreamResponse:
+    """Pulsar's `terminate`: answers the id of the last message as a `MessageIdImpl`."""
+    state = request.app[STATE]
+    if _namespace_missing(request, params):
+        return _reason(404, "Namespace not found")
+    name = _full(params)
+    topic = state.broker.topic(name)
+    if topic is None:
+        return _reason(404, f"Topic {name} not found")
+    state.broker.terminate(topic)
+    for sub in topic.subscriptions.values():
+        state.broker.schedule_dispatch(sub)
+    last = {
+        "ledgerId": topic.id,
+        "entryId": topic.last_seq,
+        "partitionIndex": -1,
+        "batchIndex": -1,
+        "batchSize": 0,
+    }
+    return json_response(last)
+
+
 async def namespace_topics(request: web.Request, params: dict[str, str]) -> web.StreamResponse:
+    if _namespace_missing(request, params):
+        return _reason(404, "Namespace does not exist")
     prefix = "persistent://{tenant}/{namespace}/".format(**params)
     names = sorted(name for name in request.app[STATE].broker.topics if name.startswith(prefix))
     return json_response(names)
@@ -160,7 +195,69 @@ async def health(request: web.Request, _: dict[str, str]) -> web.StreamResponse:
     return web.Response(text="ok")
 
 
+async def tenants_endpoint(request: web.Request, params: dict[str, str]) -> web.StreamResponse:
+    """`GET /admin/v2/tenants[/{t}]`, `PUT` (a JSON body with `allowedClusters`), `DELETE`."""
+    broker = request.app[STATE].broker
+    tenant = params.get("tenant")
+    if tenant is None:
+        return json_response(sorted(broker.tenants))
+    if request.method == "PUT":
+        if request.content_type != "application/json":
+            return web.Response(status=415)
+        try:
+            body = await request.json()
+        except ValueError:
+            return _reason(400, "Invalid JSON body")
+        if not isinstance(body, dict) or body.get("allowedClusters") is None:
+            return _reason(412, "Clusters cannot be null")
+        broker.set_name("tenant", tenant, True)
+        return web.Response(status=204)
+    if tenant not in broker.tenants:
+        return _reason(404, "Tenant does not exist")
+    if request.method == "GET":
+        return json_response({"adminRoles": [], "allowedClusters": ["standalone"]})
+    if any(ns.startswith(tenant + "/") for ns in broker.namespaces):
+        return _reason(409, "The tenant still has active namespaces")
+    broker.set_name("tenant", tenant, False)
+    return web.Response(status=204)
+
+
+async def namespaces_endpoint(request: web.Request, params: dict[str, str]) -> web.StreamResponse:
+    """`GET /admin/v2/namespaces/{t}`, `PUT|DELETE /admin/v2/namespaces/{t}/{ns}`."""
+    broker = request.app[STATE].broker
+    tenant, namespace = params["tenant"], params.get("namespace")
+    if tenant not in broker.tenants:
+        return _reason(404, "Tenant does not exist")
+    if namespace is None:
+        return json_response(sorted(ns for ns in broker.namespaces if ns.startswith(tenant + "/")))
+    full = f"{tenant}/{namespace}"
+    if request.method == "PUT":
+        if request.content_type != "application/json":
+            return web.Response(status=415)
+        if full in broker.namespaces:
+            return _reason(409, "Namespace already exists")
+        broker.set_name("namespace", full, True)
+        return web.Response(status=204)
+    if full not in broker.namespaces:
+        return _reason(404, f"Namespace {full} does not exist.")
+    if request.method == "GET":
+        return json_response({})
+    if any(name.startswith(f"persistent://{full}/") for name in broker.topics):
+        return _reason(409, "Cannot delete non empty namespace")
+    broker.set_name("namespace", full, False)
+    return web.Response(status=204)
+
+
 def register(router: Router) -> None:
+    router.add("GET", r"/admin/v2/tenants", tenants_endpoint)
+    router.add("GET,PUT,DELETE", rf"/admin/v2/tenants/(?P<tenant>{NAME})", tenants_endpoint)
+    router.add("GET", rf"/admin/v2/namespaces/(?P<tenant>{NAME})", namespaces_endpoint)
+    router.add(
+        "GET,PUT,DELETE",
+        rf"/admin/v2/namespaces/(?P<tenant>{NAME})/(?P<namespace>{NAME})",
+        namespaces_endpoint,
+    )
+    router.add("POST", TOPIC_PATH + r"/terminate", terminate_endpoint)
     router.add("GET", r"/admin/v2/brokers/health", health, public=True)
     router.add("GET", rf"/admin/v2/persistent/(?P<tenant>{NAME})/(?P<namespace>{NAME})", namespace_topics)
     router.add("PUT,GET,DELETE", TOPIC_PATH, topic_endpoint)

@@ -16,12 +16,12 @@ from streampair.logs import get_logger
 
 from broker import admin, macrometa, pulsar_ws
 from broker.auth import Authenticator
+from broker.broker import Broker
 from broker.metrics import METRICS_REGISTRY, make_registry, metrics
 from broker.routing import Router
 from broker.settings import BrokerSettings
 from broker.state import STATE, BrokerState
 from broker.storage import Store
-from broker.topics import Broker
 
 log = get_logger("broker.app")
 

@@ -26,10 +26,6 @@ class Authenticator:
         self._otp_ttl = otp_ttl
         self._otps: dict[str, float] = {}
 
-    @property
-    def enabled(self) -> bool:
-        return self._token is not None
-
     def _matches(self, candidate: str) -> bool:
         assert self._token is not None
         return hmac.compare_digest(candidate.encode(), self._token)
@@ -61,13 +57,3 @@ class Authenticator:
     def use_otp(self, otp: str) -> bool:
         expiry = self._otps.pop(otp, None)
         return expiry is not None and expiry > time.monotonic()
-
-
-def tenant_from_api_key(request: web.Request, default: str = "_mm") -> str:
-    """GDN tenant of an `apikey` header: the key's dot-separated parts minus the last two (jsC8)."""
-    scheme, _, value = request.headers.get("Authorization", "").strip().partition(" ")
-    if scheme.lower() == "apikey":
-        parts = value.strip().split(".")
-        if len(parts) > 2:
-            return ".".join(parts[:-2])
-    return default

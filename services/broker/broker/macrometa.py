@@ -10,9 +10,9 @@ Pulsar topic `persistent://t/c8global.f/c8globals.x` (local streams: `c8local.` 
 from __future__ import annotations
 
 from aiohttp import web
+from streampair.protocol import tenant_from_api_key
 
 from broker.admin import close_all, delete_topic, in_use, outboxes_of, topic_stats
-from broker.auth import tenant_from_api_key
 from broker.routing import Router, json_response
 from broker.state import STATE
 from broker.topics import Topic
@@ -36,7 +36,10 @@ def _flag(value: str | None) -> bool | None:
 
 
 def _tenant(request: web.Request, params: dict[str, str]) -> str:
-    return params.get("tenant") or tenant_from_api_key(request)
+    if params.get("tenant"):
+        return params["tenant"]
+    scheme, _, value = request.headers.get("Authorization", "").strip().partition(" ")
+    return tenant_from_api_key(value.strip() if scheme.lower() == "apikey" else None)
 
 
 def stream_topic(tenant: str, fabric: str, stream: str, global_: bool | None) -> tuple[str, str]:

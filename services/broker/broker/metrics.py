@@ -15,8 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from broker.state import STATE
-from broker.topics import Broker
+from broker.broker import Broker
 
 P = "streampair_broker_"
 
@@ -115,8 +114,3 @@ METRICS_REGISTRY = web.AppKey("metrics_registry", CollectorRegistry)
 async def metrics(request: web.Request, _: dict[str, str]) -> web.Response:
     body = generate_latest(request.app[METRICS_REGISTRY])
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-
-def register_state_check(app: web.Application) -> None:
-    """Build the registry once the broker exists on the app."""
-    app[METRICS_REGISTRY] = make_registry(app[STATE].broker)

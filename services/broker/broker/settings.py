@@ -33,8 +33,8 @@ class BrokerSettings(BaseSettings):
     broker_data_dir: Path = Path("./.broker-data")
     broker_tls_cert: Path | None = None
     broker_tls_key: Path | None = None
-    #: Largest WebSocket frame accepted; a bigger one closes the connection with 1009.
-    broker_max_frame_bytes: Annotated[int, Field(ge=1024, le=64 * MIB)] = 5 * MIB
+    #: Pulsar's default `webSocketMaxTextFrameSize` (1 MiB); Jetty closes with 1009 beyond it.
+    broker_max_frame_bytes: Annotated[int, Field(ge=1024, le=64 * MIB)] = MIB
     #: Unanswered publishes per producer connection before the broker stops reading from it.
     broker_max_pending_per_producer: Annotated[int, Field(ge=1, le=1_000_000)] = 10_000
     #: Messages kept on a topic that has no subscription (for readers); older ones are dropped.
@@ -83,10 +83,6 @@ class BrokerSettings(BaseSettings):
                 "(set it, or BROKER_ALLOW_UNAUTHENTICATED=true on a private network)"
             )
         return value
-
-    @property
-    def tls(self) -> bool:
-        return self.broker_tls_cert is not None
 
     def check_tls_pair(self) -> str | None:
         """Both TLS files or neither; returns a one-line problem or None."""

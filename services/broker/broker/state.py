@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from broker.auth import Authenticator
+from broker.broker import Broker
 from broker.settings import BrokerSettings
-from broker.topics import Broker
 
 
 @dataclass

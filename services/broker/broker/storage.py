@@ -35,7 +35,16 @@ CREATE TABLE IF NOT EXISTS subscriptions(
     mark_delete INTEGER NOT NULL, UNIQUE(topic_id, name));
 CREATE TABLE IF NOT EXISTS acks(sub_id INTEGER NOT NULL, seq INTEGER NOT NULL,
     PRIMARY KEY(sub_id, seq)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS names(kind TEXT NOT NULL, name TEXT NOT NULL,
+    PRIMARY KEY(kind, name)) WITHOUT ROWID;
 """
+
+#: Columns added after schema version 1; an older database gets them at open.
+ADDED_COLUMNS = (
+    ("messages", "event_ms", "INTEGER NOT NULL DEFAULT 0"),
+    ("messages", "deliver_at_ms", "INTEGER NOT NULL DEFAULT 0"),
+    ("topics", "terminated", "INTEGER NOT NULL DEFAULT 0"),
+)
 
 
 class StorageError(Exception):
@@ -52,6 +61,7 @@ class TopicRow:
     name: str
     created_ms: int
     last_seq: int
+    terminated: bool
 
 
 @dataclass(slots=True)
@@ -70,6 +80,8 @@ class StoredMessage:
     key: str | None
     props: bytes | None
     payload: bytes
+    event_ms: int
+    deliver_at_ms: int
 
 
 @dataclass(slots=True)
@@ -77,7 +89,10 @@ class WriteBatch:
     """Everything one group commit writes, in the order it is applied."""
 
     new_topics: list[tuple[int, str, int]] = field(default_factory=list)
-    messages: list[tuple[int, int, str | None, bytes | None, bytes]] = field(default_factory=list)
+    messages: list[tuple[int, int, str | None, bytes | None, bytes, int, int]] = field(default_factory=list)
+    #: (kind, name, present): tenants and namespaces created or deleted through the admin API.
+    names: list[tuple[str, str, bool]] = field(default_factory=list)
+    terminated_topics: list[int] = field(default_factory=list)
     topic_last_seq: list[tuple[int, int]] = field(default_factory=list)  # (last_seq, topic_id)
     cursors: list[tuple[int, int, str, str, int]] = field(default_factory=list)
     acks: list[tuple[int, int]] = field(default_factory=list)  # (sub_id, seq)
@@ -94,6 +109,8 @@ class WriteBatch:
             or self.deleted_subs
             or self.trims
             or self.deleted_topics
+            or self.names
+            or self.terminated_topics
         )
 
 
@@ -119,6 +136,10 @@ class Store:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={'FULL' if sync == 'full' else 'NORMAL'}")
             self._db.executescript(SCHEMA)
+            for table, column, kind in ADDED_COLUMNS:
+                columns = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+                if column not in columns:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
             self._db.execute(
                 "INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', ?)", (str(SCHEMA_VERSION),)
             )
@@ -129,8 +150,11 @@ class Store:
     # -- reading, at start-up only ------------------------------------------------------------
 
     def topics(self) -> list[TopicRow]:
-        rows = self._db.execute("SELECT id, name, created_ms, last_seq FROM topics ORDER BY id")
-        return [TopicRow(*row) for row in rows]
+        rows = self._db.execute("SELECT id, name, created_ms, last_seq, terminated FROM topics ORDER BY id")
+        return [TopicRow(i, n, c, s, bool(t)) for i, n, c, s, t in rows]
+
+    def names(self) -> list[tuple[str, str]]:
+        return list(self._db.execute("SELECT kind, name FROM names"))
 
     def subscriptions(self) -> list[SubscriptionRow]:
         rows = self._db.execute("SELECT id, topic_id, name, type, mark_delete FROM subscriptions ORDER BY id")
@@ -146,12 +170,13 @@ class Store:
         low = row_id(topic_id, after_seq)
         high = row_id(topic_id + 1, 0)
         cursor = self._db.execute(
-            "SELECT id, publish_ms, key, props, payload FROM messages WHERE id > ? AND id < ? ORDER BY id",
+            "SELECT id, publish_ms, key, props, payload, event_ms, deliver_at_ms FROM messages"
+            " WHERE id > ? AND id < ? ORDER BY id",
             (low, high),
         )
         mask = (1 << SEQ_BITS) - 1
-        for rid, publish_ms, key, props, payload in cursor:
-            yield StoredMessage(rid & mask, publish_ms, key, props, payload)
+        for rid, publish_ms, key, props, payload, event_ms, deliver_at_ms in cursor:
+            yield StoredMessage(rid & mask, publish_ms, key, props, payload, event_ms, deliver_at_ms)
 
     def size_bytes(self) -> int:
         total = 0
@@ -174,7 +199,8 @@ class Store:
                 db.executemany("INSERT INTO topics(id, name, created_ms) VALUES(?, ?, ?)", batch.new_topics)
             if batch.messages:
                 db.executemany(
-                    "INSERT INTO messages(id, publish_ms, key, props, payload) VALUES(?, ?, ?, ?, ?)",
+                    "INSERT INTO messages(id, publish_ms, key, props, payload, event_ms, deliver_at_ms)"
+                    " VALUES(?, ?, ?, ?, ?, ?, ?)",
                     batch.messages,
                 )
             if batch.topic_last_seq:
@@ -191,6 +217,15 @@ class Store:
                 db.executemany(
                     "DELETE FROM acks WHERE sub_id = ? AND seq <= ?",
                     [(sub_id, mark) for sub_id, _, _, _, mark in batch.cursors],
+                )
+            for kind, name, present in batch.names:
+                if present:
+                    db.execute("INSERT OR IGNORE INTO names(kind, name) VALUES(?, ?)", (kind, name))
+                else:
+                    db.execute("DELETE FROM names WHERE kind = ? AND name = ?", (kind, name))
+            if batch.terminated_topics:
+                db.executemany(
+                    "UPDATE topics SET terminated = 1 WHERE id = ?", [(t,) for t in batch.terminated_topics]
                 )
             if batch.trims:
                 db.executemany("DELETE FROM messages WHERE id >= ? AND id <= ?", batch.trims)

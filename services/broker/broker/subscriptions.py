@@ -1,4 +1,4 @@
-"""Who gets which message: subscriptions (Exclusive, Failover, Shared, Key_Shared) and readers.
+"""Who gets which message: subscriptions (Exclusive, Failover, Shared, Key_Shared).
 
 A subscription's cursor is Pulsar's: a mark-delete position (everything at or below it is
 acknowledged) plus the set of individually acknowledged sequence numbers above it. Delivered
@@ -12,77 +12,25 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-import itertools
 import zlib
 from typing import TYPE_CHECKING
 
-from broker.messages import Entry, delivery_frame
-from broker.outbox import Outbox
+from broker.messages import CLOCK, Entry, delivery_frame
+from broker.sessions import ConsumerSession
 
 if TYPE_CHECKING:
     from broker.topics import Topic
 
-SUBSCRIPTION_TYPES = ("Exclusive", "Shared", "Failover", "Key_Shared")
-MAX_RECEIVER_QUEUE = 1000
 #: Key_Shared: messages held back for busy consumers per dispatch round before reading stops.
 KEY_SHARED_DEFER_LIMIT = 1000
 NACK = 0  # timer epoch of a negative-ack delay (delivery epochs start at 1)
-
-_ids = itertools.count(1)
-
-
-def next_connection_id() -> int:
-    return next(_ids)
-
-
-class Consumer:
-    """One consumer WebSocket attached to a subscription."""
-
-    __slots__ = (
-        "ack_timeout_ms",
-        "address",
-        "connected_ms",
-        "id",
-        "nack_delay_ms",
-        "name",
-        "outbox",
-        "permits",
-        "priority",
-        "pull_mode",
-        "queue_size",
-        "unacked",
-    )
-
-    def __init__(
-        self,
-        *,
-        name: str,
-        outbox: Outbox,
-        queue_size: int = MAX_RECEIVER_QUEUE,
-        priority: int = 0,
-        ack_timeout_ms: int = 0,
-        nack_delay_ms: int = 60_000,
-        pull_mode: bool = False,
-        address: str = "",
-        connected_ms: int = 0,
-    ) -> None:
-        self.id = next_connection_id()
-        self.name = name
-        self.outbox = outbox
-        self.queue_size = queue_size
-        self.priority = priority
-        self.ack_timeout_ms = ack_timeout_ms
-        self.nack_delay_ms = nack_delay_ms
-        self.pull_mode = pull_mode
-        self.permits = 0
-        self.unacked: set[int] = set()
-        self.address = address
-        self.connected_ms = connected_ms
-
-    def capacity(self) -> int:
-        if self.pull_mode:
-            return self.permits
-        return self.queue_size - len(self.unacked)
+DELAYED = -1  # timer epoch of a message held back by deliverAt / deliverAfterMs
+RESUME = -2  # timer epoch of the end of a Failover activation delay
+#: Pulsar's `activeConsumerFailoverDelayTimeMillis`: a Failover subscription whose active
+#: consumer changes (the first one included) starts reading for it only after this.
+FAILOVER_DELAY_SECONDS = 1.0
+#: Subscription types on which Pulsar counts redeliveries, delays delivery and dead-letters.
+SHARED_TYPES = ("Shared", "Key_Shared")
 
 
 def _slot(key: str | None, count: int) -> int:
@@ -112,15 +60,19 @@ class Subscription:
         self.mark_delete = mark_delete
         self.acked: set[int] = {seq for seq in acked or () if seq > mark_delete}
         self.read_position = mark_delete + 1
-        self.pending: dict[int, tuple[Consumer, int]] = {}
+        self.pending: dict[int, tuple[ConsumerSession, int]] = {}
         self.replay: list[int] = []
         self.replay_set: set[int] = set()
         self.redeliveries: dict[int, int] = {}
-        self.consumers: list[Consumer] = []
+        self.consumers: list[ConsumerSession] = []
         self.msg_out = 0
         self._rr = 0
         self._epoch = 0
         self._timers: list[tuple[float, int, int]] = []
+        self._failover_active: ConsumerSession | None = None
+        self._resume_at = 0.0
+        #: Messages whose next redelivery goes to a dead letter topic instead (seq -> topic).
+        self._dead_letters: dict[int, str] = {}
         self._timer: asyncio.TimerHandle | None = None
 
     # -- membership ------------------------------------------------------------------------------
@@ -135,7 +87,7 @@ class Subscription:
             return "Exclusive consumer is already connected"
         return None
 
-    def add(self, consumer: Consumer, type_: str) -> None:
+    def add(self, consumer: ConsumerSession, type_: str) -> None:
         if self.type != type_:
             self.type = type_
             self.topic.broker.mark_dirty(self)
@@ -143,7 +95,7 @@ class Subscription:
         self._order()
         self.topic.broker.schedule_dispatch(self)
 
-    def remove(self, consumer: Consumer) -> None:
+    def remove(self, consumer: ConsumerSession) -> None:
         """A consumer left: what it had not acknowledged goes to the others (or the next one)."""
         if consumer not in self.consumers:
             return
@@ -157,17 +109,33 @@ class Subscription:
 
     def _order(self) -> None:
         if self.type == "Failover":
+            before = self._failover_active
             self.consumers.sort(key=lambda c: (c.priority, c.name, c.id))
+            self._failover_active = self.consumers[0] if self.consumers else None
+            if self._failover_active is not None and self._failover_active is not before:
+                self._resume_at = asyncio.get_running_loop().time() + FAILOVER_DELAY_SECONDS
+                self._add_timer(self._resume_at, 0, RESUME)
         elif self.type == "Key_Shared":
             self.consumers.sort(key=lambda c: (c.name, c.id))
 
     @property
-    def active(self) -> Consumer | None:
+    def active(self) -> ConsumerSession | None:
         if self.type in ("Exclusive", "Failover") and self.consumers:
             return self.consumers[0]
         return None
 
     # -- dispatch --------------------------------------------------------------------------------
+
+    def _held(self, entry: Entry) -> bool:
+        """Delayed delivery, on Shared and Key_Shared only (Exclusive and Failover ignore it, as
+        Pulsar does): hold `entry` back and come back to it when it is due."""
+        if not entry.deliver_at_ms or self.type not in SHARED_TYPES:
+            return False
+        wait_ms = entry.deliver_at_ms - CLOCK.now_ms()
+        if wait_ms <= 0:
+            return False
+        self._add_timer(asyncio.get_running_loop().time() + wait_ms / 1000, entry.seq, DELAYED)
+        return True
 
     def _next_entry(self) -> Entry | None:
         topic = self.topic
@@ -182,6 +150,8 @@ class Subscription:
             if entry is None:
                 self._ack(seq)
                 continue
+            if self._held(entry):
+                continue
             return entry
         acked = self.acked
         while self.read_position <= topic.last_seq:
@@ -193,6 +163,8 @@ class Subscription:
             if entry is None:  # a gap left by a failed commit
                 self._ack(seq)
                 continue
+            if self._held(entry):
+                continue
             return entry
         return None
 
@@ -201,6 +173,8 @@ class Subscription:
         if not consumers or self.deleted:
             return
         if self.type in ("Exclusive", "Failover"):
+            if self._resume_at and asyncio.get_running_loop().time() < self._resume_at:
+                return  # the Failover activation delay; the RESUME timer dispatches again
             consumer = consumers[0]
             room = consumer.capacity()
             while room > 0:
@@ -210,24 +184,37 @@ class Subscription:
                 self._send(consumer, entry)
                 room -= 1
         elif self.type == "Shared":
-            count = len(consumers)
-            idle = 0
-            while idle < count:
-                consumer = consumers[self._rr % count]
-                self._rr += 1
-                if consumer.capacity() <= 0:
-                    idle += 1
-                    continue
-                entry = self._next_entry()
-                if entry is None:
-                    self._rr -= 1  # this consumer got nothing: it is first in line next time
-                    break
-                self._send(consumer, entry)
-                idle = 0
+            self._dispatch_shared(consumers)
         else:
             self._dispatch_key_shared(consumers)
 
-    def _dispatch_key_shared(self, consumers: list[Consumer]) -> None:
+    def _dispatch_shared(self, consumers: list[ConsumerSession]) -> None:
+        """Round robin within the best `priorityLevel` (lowest number) that has room; a lower
+        level gets messages only while every consumer of the better ones is full (Pulsar)."""
+        levels: dict[int, list[ConsumerSession]] = {}
+        for consumer in consumers:
+            levels.setdefault(consumer.priority, []).append(consumer)
+        groups = [levels[level] for level in sorted(levels)]
+        while True:
+            target = None
+            for group in groups:
+                count = len(group)
+                for step in range(count):
+                    candidate = group[(self._rr + step) % count]
+                    if candidate.capacity() > 0:
+                        target = candidate
+                        break
+                if target is not None:
+                    break
+            if target is None:
+                return
+            entry = self._next_entry()
+            if entry is None:
+                return
+            self._rr += 1
+            self._send(target, entry)
+
+    def _dispatch_key_shared(self, consumers: list[ConsumerSession]) -> None:
         count = len(consumers)
         full: set[int] = set()
         deferred: list[int] = []
@@ -246,13 +233,13 @@ class Subscription:
                 self.replay_set.add(seq)
                 heapq.heappush(self.replay, seq)
 
-    def _send(self, consumer: Consumer, entry: Entry) -> None:
+    def _send(self, consumer: ConsumerSession, entry: Entry) -> None:
         seq = entry.seq
         self._epoch += 1
         self.pending[seq] = (consumer, self._epoch)
         consumer.unacked.add(seq)
         if consumer.pull_mode:
-            consumer.permits -= 1
+            consumer.leader.permits -= 1
         consumer.outbox.push(delivery_frame(entry, self.redeliveries.get(seq, 0)))
         if consumer.ack_timeout_ms > 0:
             loop = asyncio.get_running_loop()
@@ -292,17 +279,38 @@ class Subscription:
                 self.topic.broker.record_ack(self, seq)
         self.topic.broker.mark_dirty(self)
 
-    def nack(self, seq: int, delay_ms: int) -> bool:
+    def nack(self, seq: int, consumer: ConsumerSession) -> bool:
         owner = self.pending.pop(seq, None)
         if owner is None:
             return seq <= self.mark_delete or seq in self.acked or seq < self.read_position
         owner[0].unacked.discard(seq)
-        if delay_ms <= 0:
-            self._requeue(seq)
+        self._mark_dead_letter(seq, consumer)
+        if consumer.nack_delay_ms <= 0:
+            self._redeliver(seq)
         else:
-            self._add_timer(asyncio.get_running_loop().time() + delay_ms / 1000, seq, NACK)
+            self._add_timer(asyncio.get_running_loop().time() + consumer.nack_delay_ms / 1000, seq, NACK)
         self.topic.broker.schedule_dispatch(self)
         return True
+
+    def _mark_dead_letter(self, seq: int, consumer: ConsumerSession) -> None:
+        """Pulsar's dead letter policy: a message already redelivered `maxRedeliverCount` times
+        goes to the dead letter topic at its next redelivery (Shared and Key_Shared only)."""
+        if (
+            consumer.dead_letter_topic is not None
+            and self.type in SHARED_TYPES
+            and self.redeliveries.get(seq, 0) >= consumer.max_redeliver
+        ):
+            self._dead_letters[seq] = consumer.dead_letter_topic
+
+    def _redeliver(self, seq: int) -> None:
+        dead_letter = self._dead_letters.pop(seq, None)
+        if dead_letter is None:
+            self._requeue(seq)
+            return
+        entry = self.topic.entries.get(seq)
+        if entry is not None and seq > self.mark_delete and seq not in self.acked:
+            self.topic.broker.dead_letter(self, entry, dead_letter)
+            self._ack(seq)
 
     def _requeue(self, seq: int, counted: bool = True) -> None:
         """Deliver `seq` again. Like Pulsar 4.0, only Shared and Key_Shared count redeliveries
@@ -339,17 +347,29 @@ class Subscription:
             _, seq, epoch = heapq.heappop(timers)
             if epoch == NACK:
                 if seq not in self.pending:
-                    self._requeue(seq)
+                    self._redeliver(seq)
+                continue
+            if epoch == RESUME:
+                continue  # the dispatch scheduled below does it
+            if epoch == DELAYED:
+                if seq not in self.pending and seq not in self.replay_set:
+                    self.replay_set.add(seq)
+                    heapq.heappush(self.replay, seq)
                 continue
             owner = self.pending.get(seq)
             if owner is not None and owner[1] == epoch:
                 del self.pending[seq]
                 owner[0].unacked.discard(seq)
-                self._requeue(seq)
+                self._mark_dead_letter(seq, owner[0])
+                self._redeliver(seq)
         self._arm()
         self.topic.broker.schedule_dispatch(self)
 
     # -- administration --------------------------------------------------------------------------
+
+    def at_end_of_terminated_topic(self) -> bool:
+        """Pulsar's `hasReachedEndOfTopic`: terminated, and nothing is left to read."""
+        return self.topic.terminated and self.read_position > self.topic.last_seq and not self.replay
 
     def backlog(self) -> int:
         return max(0, self.topic.last_seq - self.mark_delete - len(self.acked))
@@ -373,49 +393,3 @@ class Subscription:
             self._timer.cancel()
             self._timer = None
         self._timers.clear()
-
-
-class Reader:
-    """A non-durable cursor: reads forward from a position; acks only free flow-control room."""
-
-    __slots__ = (
-        "address",
-        "connected_ms",
-        "id",
-        "name",
-        "outbox",
-        "outstanding",
-        "position",
-        "queue_size",
-        "topic",
-    )
-
-    def __init__(self, topic: Topic, position: int, *, name: str, outbox: Outbox, queue_size: int) -> None:
-        self.id = next_connection_id()
-        self.topic = topic
-        self.position = position
-        self.name = name
-        self.outbox = outbox
-        self.queue_size = queue_size
-        self.outstanding = 0
-        self.address = ""
-        self.connected_ms = 0
-
-    def dispatch(self) -> None:
-        topic = self.topic
-        if self.position < topic.first_seq:
-            self.position = topic.first_seq
-        entries = topic.entries
-        while self.outstanding < self.queue_size and self.position <= topic.last_seq:
-            entry = entries.get(self.position)
-            self.position += 1
-            if entry is None:
-                continue
-            self.outbox.push(delivery_frame(entry, 0))
-            self.outstanding += 1
-            topic.broker.stats.dispatched += 1
-
-    def ack(self) -> None:
-        if self.outstanding > 0:
-            self.outstanding -= 1
-            self.topic.broker.schedule_dispatch(self)

@@ -1,81 +1,23 @@
-"""Topics, producers, and the broker core that owns them: publish, group commit, recovery.
+"""Topics: the retained messages in memory, and who is attached (subscriptions, readers, producers).
 
-Publishing appends to the batch being gathered; one commit task writes the whole batch in one
-SQLite transaction on the writer thread while the next batch fills, and only then answers the
-producers and hands the messages to dispatch. So an `ok` always means "on disk", a consumer
-never sees a message that could be lost, and durability costs one transaction per batch,
-not per message.
+A `non-persistent://` topic stores nothing: a message goes to the consumers and readers attached
+(with room) when it is published and is then forgotten, and every id is `CAAQADAA`, as on Pulsar.
 """
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING
 
-import orjson
-from streampair.logs import get_logger
+from broker.messages import CLOCK, Entry, encode_id, id_prefix, ok_frame
+from broker.sessions import ProducerSession, ReaderSession
+from broker.storage import row_id
+from broker.subscriptions import Subscription
 
-from broker.messages import CLOCK, Entry, encode_id, error_frame, id_prefix, ok_frame
-from broker.outbox import Outbox
-from broker.storage import Store, WriteBatch, row_id
-from broker.subscriptions import Reader, Subscription, next_connection_id
+if TYPE_CHECKING:
+    from broker.broker import Broker
 
-log = get_logger("broker.topics")
-
-#: Pause after a failed commit, so that a full disk does not become a busy loop.
-COMMIT_RETRY_SECONDS = 0.5
-
-
-class Dispatchable(Protocol):
-    def dispatch(self) -> None: ...
-
-
-@dataclass
-class Stats:
-    """Counters read by /metrics; plain ints so the hot path pays no locking."""
-
-    published: int = 0
-    published_bytes: int = 0
-    dispatched: int = 0
-    commits: int = 0
-    commit_failures: int = 0
-    bad_frames: dict[str, int] = field(default_factory=dict)
-    rejections: dict[tuple[str, int], int] = field(default_factory=dict)
-    connections: dict[str, int] = field(default_factory=lambda: {"producer": 0, "consumer": 0, "reader": 0})
-
-    def bad_frame(self, kind: str) -> None:
-        self.bad_frames[kind] = self.bad_frames.get(kind, 0) + 1
-
-    def rejected(self, role: str, status: int) -> None:
-        self.rejections[(role, status)] = self.rejections.get((role, status), 0) + 1
-
-
-class Producer:
-    """A producer connection: answers go out through its outbox; too many unanswered pauses reading."""
-
-    __slots__ = ("address", "connected_ms", "id", "inflight", "limit", "msg_in", "name", "outbox", "room")
-
-    def __init__(self, name: str, outbox: Outbox, limit: int, address: str = "") -> None:
-        self.id = next_connection_id()
-        self.name = name
-        self.outbox = outbox
-        self.inflight = 0
-        self.limit = limit
-        self.msg_in = 0
-        self.room = asyncio.Event()
-        self.room.set()
-        self.address = address
-        self.connected_ms = CLOCK.now_ms()
-
-    def answer(self, frame: bytes) -> None:
-        self.outbox.push(frame)
-        self.inflight -= 1
-        if self.inflight < self.limit and not self.room.is_set():
-            self.room.set()
+#: Pulsar gives every message of a non-persistent topic this id (ledger 0, entry 0).
+NON_PERSISTENT_ID = encode_id(id_prefix(0), 0)
 
 
 class Topic:
@@ -93,9 +35,39 @@ class Topic:
         self.next_seq = last_seq + 1
         self.persisted_seq = last_seq
         self.subscriptions: dict[str, Subscription] = {}
-        self.readers: set[Reader] = set()
-        self.producers: dict[int, Producer] = {}
+        self.readers: set[ReaderSession] = set()
+        self.producers: dict[int, ProducerSession] = {}
         self.deleted = False
+        #: Terminated (admin `terminate`): no more publishes; its end is final.
+        self.terminated = False
+
+    @property
+    def persistent(self) -> bool:
+        return self.name.startswith("persistent://")
+
+    def deliver_now(
+        self,
+        producer: ProducerSession | None,
+        payload: str,
+        properties: dict[str, str],
+        key: str | None,
+        context: str | None,
+        event_ms: int,
+    ) -> None:
+        """Publish on a non-persistent topic: answered at once, dispatched at once, not kept."""
+        seq = self.next_seq
+        self.last_seq = seq
+        self.next_seq = seq + 1
+        self.entries[seq] = Entry(seq, payload, properties, key, CLOCK.now_ms(), NON_PERSISTENT_ID, event_ms)
+        for subscription in self.subscriptions.values():
+            subscription.dispatch()
+        for reader in self.readers:
+            reader.dispatch()
+        del self.entries[seq]
+        self.first_seq = seq + 1
+        if producer is not None:
+            producer.msg_in += 1
+            producer.outbox.push(ok_frame(NON_PERSISTENT_ID, context))
 
     def floor(self) -> int:
         """Messages at or below this sequence number are no longer needed."""
@@ -120,273 +92,3 @@ class Topic:
 
     def connected_consumers(self) -> int:
         return sum(len(sub.consumers) for sub in self.subscriptions.values())
-
-
-class Broker:
-    """The registry of topics and the single commit path to the store."""
-
-    def __init__(self, store: Store, *, retention: int = 100_000) -> None:
-        self.store = store
-        self.retention = retention
-        self.topics: dict[str, Topic] = {}
-        self.stats = Stats()
-        self._next_topic_id = 1
-        self._next_sub_id = 1
-        self._batch = WriteBatch()
-        self._publishes: list[tuple[Topic, Entry, Producer, str | None]] = []
-        self._dirty_subs: set[Subscription] = set()
-        self._dirty_topics: set[Topic] = set()
-        self._to_dispatch: set[Dispatchable] = set()
-        self._dispatch_scheduled = False
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="broker-writer")
-        self._wake: asyncio.Event | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = False
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    # -- start, stop, recovery -------------------------------------------------------------------
-
-    def load(self) -> None:
-        """Rebuild topics, cursors and the unacknowledged messages from the store."""
-        started = time.monotonic()
-        acks = self.store.acks()
-        for row in self.store.topics():
-            self.topics[row.name] = Topic(self, row.id, row.name, row.created_ms, row.last_seq)
-            self._next_topic_id = max(self._next_topic_id, row.id + 1)
-        by_id = {topic.id: topic for topic in self.topics.values()}
-        for srow in self.store.subscriptions():
-            self._next_sub_id = max(self._next_sub_id, srow.id + 1)
-            topic = by_id.get(srow.topic_id)
-            if topic is None:
-                continue
-            sub = Subscription(topic, srow.id, srow.name, srow.type, srow.mark_delete, acks.get(srow.id))
-            topic.subscriptions[srow.name] = sub
-        loaded = 0
-        for topic in self.topics.values():
-            floor = max(topic.floor(), 0)
-            topic.first_seq = floor + 1
-            if floor > 0:
-                self._batch.trims.append((row_id(topic.id, 0), row_id(topic.id, floor)))
-            for msg in self.store.messages(topic.id, floor):
-                props = orjson.loads(msg.props) if msg.props else {}
-                topic.entries[msg.seq] = Entry(
-                    msg.seq,
-                    base64.b64encode(msg.payload).decode("ascii"),
-                    props,
-                    msg.key,
-                    msg.publish_ms,
-                    encode_id(topic.prefix, msg.seq),
-                )
-                loaded += 1
-        log.info(
-            "storage_loaded",
-            topics=len(self.topics),
-            messages=loaded,
-            seconds=round(time.monotonic() - started, 3),
-        )
-
-    async def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._wake = asyncio.Event()
-        self._wake.set()
-        self._task = self._loop.create_task(self._commit_loop())
-
-    async def stop(self) -> None:
-        """Write what is pending, then stop the writer and close the store."""
-        self._stopping = True
-        if self._wake is not None:
-            self._wake.set()
-        if self._task is not None:
-            await self._task
-        for topic in self.topics.values():
-            for sub in topic.subscriptions.values():
-                sub.close()
-        self._executor.shutdown(wait=True)
-        self.store.close()
-
-    # -- hooks used by subscriptions and handlers ------------------------------------------------
-
-    def schedule_dispatch(self, target: Dispatchable) -> None:
-        self._to_dispatch.add(target)
-        if not self._dispatch_scheduled and self._loop is not None:
-            self._dispatch_scheduled = True
-            self._loop.call_soon(self._run_dispatch)
-
-    def _run_dispatch(self) -> None:
-        self._dispatch_scheduled = False
-        targets, self._to_dispatch = self._to_dispatch, set()
-        for target in targets:
-            target.dispatch()
-
-    def mark_dirty(self, sub: Subscription) -> None:
-        self._dirty_subs.add(sub)
-        self._dirty_topics.add(sub.topic)
-        if self._wake is not None:
-            self._wake.set()
-
-    def record_ack(self, sub: Subscription, seq: int) -> None:
-        self._batch.acks.append((sub.id, seq))
-
-    # -- topics and subscriptions ----------------------------------------------------------------
-
-    def topic(self, name: str, *, create: bool = False) -> Topic | None:
-        topic = self.topics.get(name)
-        if topic is None and create:
-            topic = self.create_topic(name)
-        return topic
-
-    def create_topic(self, name: str) -> Topic:
-        topic_id = self._next_topic_id
-        self._next_topic_id += 1
-        created = CLOCK.now_ms()
-        topic = Topic(self, topic_id, name, created, 0)
-        self.topics[name] = topic
-        self._batch.new_topics.append((topic_id, name, created))
-        self._wake_commit()
-        log.info("topic_created", topic=name)
-        return topic
-
-    def delete_topic(self, topic: Topic) -> None:
-        topic.deleted = True
-        for sub in topic.subscriptions.values():
-            sub.close()
-        topic.subscriptions.clear()
-        topic.entries.clear()
-        self.topics.pop(topic.name, None)
-        self._batch.deleted_topics.append(topic.id)
-        self._wake_commit()
-        log.info("topic_deleted", topic=topic.name)
-
-    def subscription(self, topic: Topic, name: str, type_: str, *, durable: bool = True) -> Subscription:
-        """The named subscription, created at the end of the topic (latest) if new."""
-        sub = topic.subscriptions.get(name)
-        if sub is None:
-            sub_id = self._next_sub_id
-            self._next_sub_id += 1
-            sub = Subscription(topic, sub_id, name, type_, topic.last_seq, durable=durable)
-            topic.subscriptions[name] = sub
-            if durable:
-                self.mark_dirty(sub)
-            log.info("subscription_created", topic=topic.name, subscription=name, type=type_)
-        return sub
-
-    def delete_subscription(self, sub: Subscription) -> None:
-        sub.close()
-        topic = sub.topic
-        if topic.subscriptions.get(sub.name) is sub:
-            del topic.subscriptions[sub.name]
-        if sub.durable:
-            self._batch.deleted_subs.append(sub.id)
-        self._dirty_topics.add(topic)
-        self._wake_commit()
-        log.info("subscription_deleted", topic=topic.name, subscription=sub.name)
-
-    # -- publishing and the commit loop ----------------------------------------------------------
-
-    def publish(
-        self,
-        topic: Topic,
-        producer: Producer,
-        payload: str,
-        raw: bytes,
-        properties: dict[str, str],
-        key: str | None,
-        context: str | None,
-    ) -> None:
-        seq = topic.next_seq
-        topic.next_seq = seq + 1
-        now = CLOCK.now_ms()
-        entry = Entry(seq, payload, properties, key, now, encode_id(topic.prefix, seq))
-        props = orjson.dumps(properties) if properties else None
-        self._batch.messages.append((row_id(topic.id, seq), now, key, props, raw))
-        self._publishes.append((topic, entry, producer, context))
-        self._dirty_topics.add(topic)
-        producer.inflight += 1
-        producer.msg_in += 1
-        self.stats.published_bytes += len(raw)
-        if producer.inflight >= producer.limit:
-            producer.room.clear()
-        self._wake_commit()
-
-    def _wake_commit(self) -> None:
-        if self._wake is not None and not self._wake.is_set():
-            self._wake.set()
-
-    def _take_batch(self) -> tuple[WriteBatch, list[tuple[Topic, Entry, Producer, str | None]]]:
-        batch, self._batch = self._batch, WriteBatch()
-        publishes, self._publishes = self._publishes, []
-        for sub in self._dirty_subs:
-            if sub.durable and not sub.deleted and not sub.topic.deleted:
-                batch.cursors.append((sub.id, sub.topic.id, sub.name, sub.type, sub.mark_delete))
-        self._dirty_subs.clear()
-        for topic in self._dirty_topics:
-            if topic.deleted:
-                continue
-            trimmed = topic.trim()
-            if trimmed is not None:
-                batch.trims.append(trimmed)
-            if topic.next_seq - 1 > topic.persisted_seq:
-                topic.persisted_seq = topic.next_seq - 1
-                batch.topic_last_seq.append((topic.persisted_seq, topic.id))
-        self._dirty_topics.clear()
-        return batch, publishes
-
-    async def _commit_loop(self) -> None:
-        assert self._wake is not None
-        loop = asyncio.get_running_loop()
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            batch, publishes = self._take_batch()
-            if batch:
-                try:
-                    await loop.run_in_executor(self._executor, self.store.write, batch)
-                except Exception as error:
-                    self._commit_failed(batch, publishes, error)
-                    await asyncio.sleep(COMMIT_RETRY_SECONDS)
-                    continue
-                self.stats.commits += 1
-                try:
-                    self._complete(publishes)
-                except Exception:  # a dispatch bug must not stop every future commit
-                    log.exception("dispatch_failed")
-            if self._stopping and not self._batch and not self._publishes and not self._dirty_subs:
-                return
-
-    def _commit_failed(
-        self,
-        batch: WriteBatch,
-        publishes: list[tuple[Topic, Entry, Producer, str | None]],
-        error: Exception,
-    ) -> None:
-        """Publishes of the batch fail (send-error:8); cursor changes are tried again."""
-        self.stats.commit_failures += 1
-        log.error("commit_failed", error=type(error).__name__, detail=str(error)[:200])
-        for _, _, producer, context in publishes:
-            producer.answer(error_frame(8, "failed to persist the message", context))
-        retry = self._batch
-        retry.new_topics[:0] = batch.new_topics
-        retry.cursors[:0] = batch.cursors
-        retry.acks[:0] = batch.acks
-        retry.deleted_subs[:0] = batch.deleted_subs
-        retry.trims[:0] = batch.trims
-        retry.deleted_topics[:0] = batch.deleted_topics
-        retry.topic_last_seq[:0] = batch.topic_last_seq
-        self._wake_commit()
-
-    def _complete(self, publishes: list[tuple[Topic, Entry, Producer, str | None]]) -> None:
-        touched: set[Topic] = set()
-        for topic, entry, producer, context in publishes:
-            topic.entries[entry.seq] = entry
-            if entry.seq > topic.last_seq:
-                topic.last_seq = entry.seq
-            producer.answer(ok_frame(entry.message_id, context))
-            touched.add(topic)
-        self.stats.published += len(publishes)
-        for topic in touched:
-            if topic.deleted:
-                continue
-            for sub in topic.subscriptions.values():
-                sub.dispatch()
-            for reader in topic.readers:
-                reader.dispatch()

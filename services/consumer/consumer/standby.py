@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from streampair.backoff import Backoff, jittered, retry
 from streampair.connection import ConnectionState
 from streampair.consumer import Consumer
-from streampair.errors import StreamError, StreamNotFound, SubscriptionBusy
+from streampair.errors import NamespaceNotFound, StreamError, StreamNotFound, SubscriptionBusy
 from streampair.logs import get_logger
 from streampair.processing import Processor
 from streampair.runtime import Role, ServiceExit, ServiceStatus
@@ -138,7 +138,9 @@ class StandbyLoop:
         if isinstance(error, SubscriptionBusy):
             return self.settings.on_busy == "standby"
         # StreamNotFound: the producer creates the stream; a consumer that starts first waits.
-        return error.retryable or isinstance(error, StreamNotFound)
+        # A missing tenant or namespace is a wrong setting: waiting cannot fix it.
+        waits = isinstance(error, StreamNotFound) and not isinstance(error, NamespaceNotFound)
+        return error.retryable or waits
 
     def _waiting(self, error: StreamError, delay: float) -> None:
         if not isinstance(error, SubscriptionBusy):
