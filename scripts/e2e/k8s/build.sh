@@ -3,6 +3,7 @@
 #   kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy  (Go module proxy,
 #     k8s.io/kubernetes at the preinstalled kubectl's version)
 #   coredns                                                                       (Go module proxy)
+#   kube-router, its NetworkPolicy firewall only                                  (Go module proxy)
 #   image archives for registry.k8s.io/pause and the CoreDNS image (no registry here: built from the
 #     pause.c of the kubernetes module and the coredns binary, as docker-archive tars for `ctr import`)
 # and installs the Debian packages (etcd, containerd, runc, CNI plugins, iptables, conntrack).
@@ -10,14 +11,15 @@
 #   build.sh                  everything
 #   build.sh kube-apiserver   only the API server (what `make e2e-k8s-api` needs)
 #
-# Cold on 2 cores: ~1 min of module downloads, ~5 min to compile the five commands, ~1.5 min CoreDNS.
+# Cold on 2 cores: ~1 min of module downloads, ~5 min to compile the five commands, ~1.5 min CoreDNS,
+# ~3 min kube-router.
 # Existing binaries are kept; the Go caches live in .cache/go, so an interrupted build resumes.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 ALL=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
 want=("$@")
-[ ${#want[@]} -gt 0 ] || want=("${ALL[@]}" coredns images)
+[ ${#want[@]} -gt 0 ] || want=("${ALL[@]}" coredns kube-router images)
 
 api_only=1
 for w in "${want[@]}"; do [ "$w" = kube-apiserver ] || api_only=0; done
@@ -27,7 +29,7 @@ command -v go >/dev/null || die "go is missing (apt-get install golang-go, or th
 # --- kube-* from k8s.io/kubernetes ----------------------------------------------------------------
 kube_missing=()
 for w in "${want[@]}"; do
-  case "$w" in kube-*|kubelet) [ -x "$BIN/$w" ] || kube_missing+=("$w") ;; esac
+  case " ${ALL[*]} " in *" $w "*) [ -x "$BIN/$w" ] || kube_missing+=("$w") ;; esac
 done
 if [ ${#kube_missing[@]} -gt 0 ]; then
   src="$CACHE/src-$KUBE_VERSION"
@@ -74,6 +76,20 @@ for w in "${want[@]}"; do [ "$w" = coredns ] || continue
     (cd "$src" && go get "github.com/coredns/coredns@$COREDNS_VERSION" \
       && CGO_ENABLED=0 go build -ldflags "-s -w" -o "$DNS_BIN/coredns.tmp" github.com/coredns/coredns)
     mv "$DNS_BIN/coredns.tmp" "$DNS_BIN/coredns"
+  fi
+done
+
+# --- kube-router (NetworkPolicy enforcement) -------------------------------------------------------
+for w in "${want[@]}"; do [ "$w" = kube-router ] || continue
+  if [ ! -x "$KUBE_ROUTER" ]; then
+    src="$CACHE/src-kube-router-$KUBE_ROUTER_VERSION"
+    mkdir -p "$src" "$(dirname "$KUBE_ROUTER")"
+    [ -f "$src/go.mod" ] || (cd "$src" && go mod init streampair.local/kube-router >/dev/null 2>&1)
+    log "go get + build github.com/cloudnativelabs/kube-router/v2@$KUBE_ROUTER_VERSION"
+    (cd "$src" && go get "github.com/cloudnativelabs/kube-router/v2/cmd/kube-router@$KUBE_ROUTER_VERSION" \
+      && CGO_ENABLED=0 go build -ldflags "-s -w -X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$KUBE_ROUTER_VERSION" \
+           -o "$KUBE_ROUTER.tmp" github.com/cloudnativelabs/kube-router/v2/cmd/kube-router)
+    mv "$KUBE_ROUTER.tmp" "$KUBE_ROUTER"
   fi
 done
 

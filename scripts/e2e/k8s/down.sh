@@ -17,6 +17,7 @@ ctr_() { ctr -a "$CTR_SOCK" -n k8s.io "$@"; }
 #    the containers, runs CNI DEL (veths, IPs) and unmounts the volumes.
 stop_daemon kube-controller-manager
 stop_daemon kube-scheduler
+stop_daemon kube-router
 if daemon_alive kube-apiserver && daemon_alive kubelet; then
   kc delete pods --all --all-namespaces --force --grace-period=0 --wait=false >/dev/null 2>&1 || true
   wait_for 30 bash -c "[ -z \"\$(ctr -a '$CTR_SOCK' -n k8s.io tasks ls -q 2>/dev/null)\" ]" \
@@ -51,14 +52,19 @@ if [ -x "$BIN/kube-proxy" ] && command -v iptables >/dev/null; then
     for table in filter nat mangle; do
       "$ipt" -t "$table" -S 2>/dev/null | grep -E '^-A [A-Z-]+ .*-j KUBE-' | grep -vE '^-A KUBE-' \
         | while read -r rule; do
-            # shellcheck disable=SC2086  # the rule is a list of words, as iptables -S printed it
-            "$ipt" -t "$table" ${rule/-A /-D } 2>/dev/null || true
+            # iptables -S quotes comments the shell way: eval splits the rule back into its words
+            eval "\"\$ipt\" -t \"\$table\" ${rule/-A /-D }" 2>/dev/null || true
           done
       chains="$("$ipt" -t "$table" -S 2>/dev/null | awk '$1 == "-N" && $2 ~ /^KUBE-/ {print $2}')"
       for chain in $chains; do "$ipt" -t "$table" -F "$chain" 2>/dev/null || true; done
       for chain in $chains; do "$ipt" -t "$table" -X "$chain" 2>/dev/null || true; done
     done
   done
+fi
+# kube-router's chains went with the KUBE-* ones above; its ipsets (KUBE-SRC-*, KUBE-DST-*, ...) now
+# have no references left and can go too.
+if command -v ipset >/dev/null; then
+  for set in $(ipset list -n 2>/dev/null | grep -E '^(KUBE-|kube-router)'); do ipset destroy "$set" 2>/dev/null || true; done
 fi
 if iptables -S RK8S-FORWARD >/dev/null 2>&1; then
   iptables -D FORWARD -j RK8S-FORWARD 2>/dev/null || true

@@ -12,14 +12,15 @@ source "$(dirname "$0")/lib.sh"
 
 IMAGES_TAR="${1:?usage: e2e.sh IMAGES.tar}"
 [ -f "$IMAGES_TAR" ] || die "$IMAGES_TAR missing: make e2e-images"
-# E2E_K8S_BROKER=pulsar (default): k8s/overlays/demo as it is, Pulsar from the image archive;
+# E2E_K8S_BROKER=pulsar (default): k8s/overlays/demo as it is, its Pulsar image from the archive;
 # E2E_K8S_BROKER=embedded: the same overlay with the embedded broker in Pulsar's place.
 case "${E2E_K8S_BROKER:-pulsar}" in
-  pulsar) OVERLAY="$K8S_ROOT/k8s/overlays/demo"; BROKER_IMAGE=apachepulsar/pulsar:4.0.8 ;;
-  embedded) OVERLAY="$K8S_SCRIPTS/overlay-embedded"; BROKER_IMAGE=ghcr.io/streampair/broker:0.1.0 ;;
+  pulsar) OVERLAY="$K8S_ROOT/k8s/overlays/demo" ;;
+  embedded) OVERLAY="$K8S_SCRIPTS/overlay-embedded" ;;
   *) die "E2E_K8S_BROKER is pulsar or embedded" ;;
 esac
-REQUIRED_IMAGES=(ghcr.io/streampair/producer:0.1.0 ghcr.io/streampair/consumer:0.1.0 "$BROKER_IMAGE")
+# Every image the overlay names must come from the archive (no registry here).
+mapfile -t REQUIRED_IMAGES < <(kubectl kustomize "$OVERLAY" | awk '$1 == "image:" || $1 == "-" && $2 == "image:" {print $NF}' | tr -d '"' | sort -u)
 RESULTS="$CACHE/e2e-results.json"
 
 T0=$EPOCHREALTIME
@@ -48,6 +49,8 @@ leftovers() {
   ip link show "$BRIDGE" >/dev/null 2>&1 && found+=("bridge $BRIDGE")
   grep -q " $K8S_ROOT/.cache/k8s" /proc/mounts && found+=("mounts under .cache/k8s*")
   iptables -S 2>/dev/null | grep -q -- '-N KUBE-' && found+=("KUBE-* iptables chains")
+  iptables-legacy-save 2>/dev/null | grep -q 'KUBE-' && found+=("KUBE-* iptables-legacy chains")
+  ipset list -n 2>/dev/null | grep -qE '^(KUBE-|kube-router)' && found+=("kube-router ipsets")
   pgrep -f "$RUN/containerd.toml|$BIN/|containerd-shim-runc-v2 -namespace k8s.io .*-address $RUN" >/dev/null && found+=("processes")
   if [ ${#found[@]} -gt 0 ]; then
     echo "LEFTOVER after down: ${found[*]}" >&2
@@ -70,14 +73,16 @@ missing=()
 for image in "${REQUIRED_IMAGES[@]}"; do
   ctr -a "$CTR_SOCK" -n k8s.io images ls -q | grep -qx "docker.io/$image\|$image" || missing+=("$image")
 done
-[ ${#missing[@]} -eq 0 ] || die "not in $IMAGES_TAR: ${missing[*]}"
+[ ${#missing[@]} -eq 0 ] || die "$OVERLAY uses images that are not in $IMAGES_TAR: ${missing[*]}"
 apply_crds
 phase_end up
 
 phase_start checks
+NETPOL_ARGS=()
+[ "$E2E_K8S_NETPOL" = kube-router ] && NETPOL_ARGS=(--netpol-enforcer "kube-router $KUBE_ROUTER_VERSION (firewall only, next to the bridge CNI)")
 rc=0
 python3 "$K8S_SCRIPTS/checks.py" --kubeconfig "$KUBECONFIG_ADMIN" --pod-logs "$RUN/pod-logs" \
-  --overlay "$OVERLAY" --node "$NODE_NAME" --results "$RESULTS" ${NETPOL_ENFORCER:+--netpol-enforcer "$NETPOL_ENFORCER"} || rc=$?
+  --overlay "$OVERLAY" --node "$NODE_NAME" --results "$RESULTS" "${NETPOL_ARGS[@]}" || rc=$?
 phase_end checks
 
 if [ "${E2E_K8S_KEEP:-0}" != 1 ]; then

@@ -17,10 +17,15 @@ kube_version() {
 }
 KUBE_VERSION="$(kube_version)"
 COREDNS_VERSION="${COREDNS_VERSION:-v1.11.3}"
+# NetworkPolicy enforcement next to the bridge CNI: kube-router's firewall only (iptables + ipset).
+# v2.1.0 is the newest kube-router the Go module proxy serves. E2E_K8S_NETPOL=none: no enforcer.
+KUBE_ROUTER_VERSION="${KUBE_ROUTER_VERSION:-v2.1.0}"
+E2E_K8S_NETPOL="${E2E_K8S_NETPOL:-kube-router}"
 
 CACHE="$K8S_ROOT/.cache/k8s"
 BIN="$CACHE/bin-$KUBE_VERSION"             # kube-* binaries, keyed by version
 DNS_BIN="$CACHE/coredns-$COREDNS_VERSION"  # coredns binary
+KUBE_ROUTER="$CACHE/kube-router-$KUBE_ROUTER_VERSION/kube-router"
 IMAGES="$CACHE/images"                     # pause and coredns image archives
 export GOMODCACHE="${K8S_GOMODCACHE:-$K8S_ROOT/.cache/go/mod}"
 export GOCACHE="${K8S_GOCACHE:-$K8S_ROOT/.cache/go/build}"
@@ -61,7 +66,7 @@ wait_for() {
 kc() { kubectl --kubeconfig "$KUBECONFIG_ADMIN" "$@"; }
 
 # apt packages the cluster needs (Debian 12): etcd, containerd + runc, CNI plugins, iptables for
-# kube-proxy, conntrack for its UDP cleanup. Services must not start on install (no init system here,
+# kube-proxy, conntrack for its UDP cleanup, ipset for kube-router, gcc for the pause binary. Services must not start on install (no init system here,
 # and a packaged containerd/etcd on their default sockets would collide with other users).
 #   ensure_packages        everything for Pods
 #   ensure_packages api    etcd only (the API-server check)
@@ -74,6 +79,7 @@ ensure_packages() {
   [ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
   command -v iptables >/dev/null || need+=(iptables)
   command -v conntrack >/dev/null || need+=(conntrack)
+  command -v ipset >/dev/null || need+=(ipset)
   command -v gcc >/dev/null || need+=(gcc libc6-dev)
   fi
   [ ${#need[@]} -eq 0 ] && return 0
@@ -154,7 +160,8 @@ make_pki() {
     openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
     : > tokens.csv
     for user in "admin|system:masters" "system:node:$NODE_NAME|system:nodes" \
-                "system:kube-controller-manager|" "system:kube-scheduler|" "system:kube-proxy|"; do
+                "system:kube-controller-manager|" "system:kube-scheduler|" "system:kube-proxy|" \
+                "system:kube-router|"; do
       echo "$(openssl rand -hex 16),${user%|*},${user%|*},\"${user#*|}\"" >> tokens.csv
     done
     chmod 600 ./*.key tokens.csv

@@ -17,6 +17,7 @@ SUBSCRIBED = "subscribed"
 TOOK_OVER = "took_over"
 STANDBY = "standby"
 RECEIVED = "received"
+STOPPING = "stopping"  # the service got SIGTERM and starts its graceful shutdown
 
 _EXACT: dict[str, str] = {
     "subscribed": SUBSCRIBED,
@@ -24,12 +25,13 @@ _EXACT: dict[str, str] = {
     "took_over": TOOK_OVER,
     "subscription_busy": STANDBY,
     "received": RECEIVED,
+    "stopping": STOPPING,
 }
 _PREFIXES: tuple[tuple[str, str], ...] = (("subscription busy:", STANDBY),)
 
 
 def kind_of(event: str) -> str | None:
-    """SUBSCRIBED, TOOK_OVER, STANDBY, RECEIVED or None for any other event."""
+    """SUBSCRIBED, TOOK_OVER, STANDBY, RECEIVED, STOPPING or None for any other event."""
     found = _EXACT.get(event)
     if found is not None:
         return found

@@ -53,9 +53,9 @@ def seq_report(events: list[LogEvent], last_published: int) -> tuple[bool, str]:
         missing = sorted(set(range(low, high + 1)) - unique)
         ok = ok and not missing
         parts.append(
-            f"producer {producer_id[:8]}: seq {low}..{high} all delivered"
+            f"producer {producer_id}: seq {low}..{high} all delivered"
             if not missing
-            else f"producer {producer_id[:8]}: {len(missing)} missing, first {missing[:10]}"
+            else f"producer {producer_id}: {len(missing)} missing, first {missing[:10]}"
         )
         parts[-1] += f", {len(values) - len(unique)} redelivered"
     highest = max(max(v) for v in seqs.values())

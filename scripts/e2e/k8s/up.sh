@@ -2,7 +2,8 @@
 # Start the real one-node Kubernetes (idempotent: a running cluster is left as it is):
 #   bridge rk8s0 10.244.0.1/24 -> containerd (private socket, CNI bridge) -> pause/CoreDNS images ->
 #   etcd -> kube-apiserver -> kube-controller-manager, kube-scheduler, kubelet, kube-proxy ->
-#   node Ready -> CoreDNS Ready -> a hostPath PersistentVolume for the demo's Pulsar claim.
+#   node Ready -> CoreDNS Ready, kube-router's NetworkPolicy firewall (E2E_K8S_NETPOL=none: without)
+#   -> a hostPath PersistentVolume for the demo's Pulsar claim.
 #
 #   up.sh [IMAGES.tar...]   also import these `docker save` archives into containerd
 #
@@ -191,6 +192,17 @@ spec:
   storageClassName: ""
   hostPath: {path: $RUN/pv/data-0, type: Directory}
 EOF
+# NetworkPolicy: kube-router's firewall (no routing, no service proxy, no CNI of its own), no ports.
+if [ "$E2E_K8S_NETPOL" = kube-router ]; then
+  [ -x "$KUBE_ROUTER" ] || die "$KUBE_ROUTER missing: run scripts/e2e/k8s/build.sh (or E2E_K8S_NETPOL=none)"
+  kc apply -f "$K8S_SCRIPTS/manifests/kube-router-rbac.yaml" >/dev/null
+  kubeconfig system:kube-router "$SERVER" "$RUN/kube-router.kubeconfig"
+  start_daemon kube-router "$KUBE_ROUTER" --kubeconfig "$RUN/kube-router.kubeconfig" \
+    --run-firewall=true --run-router=false --run-service-proxy=false --enable-cni=false \
+    --hostname-override "$NODE_NAME" --service-cluster-ip-range "$SERVICE_CIDR" \
+    --health-port 0 --metrics-port 0
+  wait_for 60 iptables -S KUBE-ROUTER-FORWARD || die "kube-router did not set up its chains: $(tail -5 "$RUN/logs/kube-router.log")"
+fi
 import_images "$@"
 kc -n kube-system rollout status deployment/coredns --timeout=60s >/dev/null \
   || die "CoreDNS not Ready: $(kc -n kube-system get pods -o wide 2>&1)"
