@@ -24,7 +24,9 @@ want=("$@")
 api_only=1
 for w in "${want[@]}"; do [ "$w" = kube-apiserver ] || api_only=0; done
 if [ $api_only = 1 ]; then ensure_packages api; else ensure_packages; fi
-command -v go >/dev/null || die "go is missing (apt-get install golang-go, or the Go toolchain >= 1.23)"
+command -v go >/dev/null || die "go is missing: Go >= 1.23 is needed (Debian 12's golang-go is 1.19: too old)"
+go_minor="$(go env GOVERSION | sed -n 's/^go1\.\([0-9]*\).*/\1/p')"
+[ "${go_minor:-0}" -ge 23 ] || die "$(go env GOVERSION) is too old: Kubernetes $KUBE_VERSION needs Go >= 1.23"
 
 # --- kube-* from k8s.io/kubernetes ----------------------------------------------------------------
 kube_missing=()
