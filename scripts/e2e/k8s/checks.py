@@ -181,7 +181,7 @@ def takeover_on_delete(kube: Kube, logs: PodLogs, rep: Report, name: str, extra:
     stop = stopping(logs.snapshot(), active, started)
     since_sigterm = f" ({event.at - stop.at:.2f}s after the Pod logged SIGTERM)" if stop else ""
     pause = delivery_pause(logs.snapshot(), started)
-    rep.takeovers[name] = round(took, 2)
+    rep.takeovers[name.removesuffix(" active")] = round(took, 2)
     no_gap = gap_free(logs)
     rep.check(
         name,
@@ -206,7 +206,7 @@ def rollout_restart(kube: Kube, logs: PodLogs, rep: Report) -> None:
     event, stop = first_takeover(events, started, active), stopping(events, active, started)
     handover = ""
     if event is not None and stop is not None:
-        rep.takeovers["rollout restart"] = round(event.at - stop.at, 2)
+        rep.takeovers["rollout"] = round(event.at - stop.at, 2)
         handover = f"; {event.pod} took over {event.at - stop.at:.2f}s after the old active logged SIGTERM"
     no_gap = gap_free(logs)
     rep.check(

@@ -87,6 +87,11 @@ def summary(results: dict[str, Any], phases: dict[str, float]) -> tuple[bool, st
         )
         + " | takeover in Pods: "
         + (", ".join(f"{k} {v:.2f}s" for k, v in takeovers.items()) or "none measured")
+        + (
+            " (delete: from kubectl delete; rollout, drain: from the old active's SIGTERM)"
+            if takeovers
+            else ""
+        )
         + f" | NetworkPolicy: {facts.get('network_policy', 'not checked')}"
     )
     return ok, line
