@@ -55,15 +55,15 @@ def settled(kube: Kube, replicas: int, timeout: float = SETTLE_SECONDS) -> dict[
 
 
 def first_takeover(events: list[LogEvent], since: float, other_than: str | None = None) -> LogEvent | None:
-    for event in events:
-        if event.kind == TOOK_OVER and event.at >= since and event.pod != other_than:
-            return event
-    return None
+    """The earliest takeover after `since` (events come per Pod, not in time order)."""
+    found = [e for e in events if e.kind == TOOK_OVER and e.at >= since and e.pod != other_than]
+    return min(found, key=lambda e: e.at, default=None)
 
 
 def stopping(events: list[LogEvent], pod: str, since: float) -> LogEvent | None:
     """The Pod's own "stopping" line: when its container got SIGTERM."""
-    return next((e for e in events if e.kind == STOPPING and e.pod == pod and e.at >= since), None)
+    found = [e for e in events if e.kind == STOPPING and e.pod == pod and e.at >= since]
+    return min(found, key=lambda e: e.at, default=None)
 
 
 def gap_free(logs: PodLogs) -> bool:

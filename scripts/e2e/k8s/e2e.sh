@@ -70,8 +70,9 @@ phase_end build
 phase_start up
 "$K8S_SCRIPTS/up.sh" "$IMAGES_TAR"
 missing=()
+present="$(ctr -a "$CTR_SOCK" -n k8s.io images ls -q)"  # once: `ctr | grep -q` would die of SIGPIPE
 for image in "${REQUIRED_IMAGES[@]}"; do
-  ctr -a "$CTR_SOCK" -n k8s.io images ls -q | grep -qx "docker.io/$image\|$image" || missing+=("$image")
+  grep -qxF -e "docker.io/$image" -e "$image" <<< "$present" || missing+=("$image")
 done
 [ ${#missing[@]} -eq 0 ] || die "$OVERLAY uses images that are not in $IMAGES_TAR: ${missing[*]}"
 apply_crds
