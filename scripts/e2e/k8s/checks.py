@@ -322,10 +322,11 @@ def main() -> int:
     parser.add_argument("--node", default="rk8s")
     parser.add_argument("--netpol-enforcer", default=None)
     parser.add_argument("--results", type=Path, required=True)
+    parser.add_argument("--save-logs", type=Path, default=None, help="keep every consumer log line here")
     args = parser.parse_args()
     kube = Kube(args.kubeconfig, args.namespace)
     rep = Report()
-    logs = PodLogs(args.pod_logs, args.namespace, CONSUMER).start()
+    logs = PodLogs(args.pod_logs, args.namespace, CONSUMER, save_dir=args.save_logs).start()
     steps: list[tuple[str, Callable[[], object]]] = [
         ("probes and Pod Security", lambda: probes_and_security(kube, rep)),
         ("one active, one standby", lambda: one_active_one_standby(kube, rep)),

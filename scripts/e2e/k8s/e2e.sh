@@ -83,7 +83,7 @@ NETPOL_ARGS=()
 [ "$E2E_K8S_NETPOL" = kube-router ] && NETPOL_ARGS=(--netpol-enforcer "kube-router $KUBE_ROUTER_VERSION (firewall only, next to the bridge CNI)")
 rc=0
 python3 "$K8S_SCRIPTS/checks.py" --kubeconfig "$KUBECONFIG_ADMIN" --pod-logs "$RUN/pod-logs" \
-  --overlay "$OVERLAY" --node "$NODE_NAME" --results "$RESULTS" "${NETPOL_ARGS[@]}" || rc=$?
+  --overlay "$OVERLAY" --node "$NODE_NAME" --results "$RESULTS" --save-logs "$RUN/logs/pods" "${NETPOL_ARGS[@]}" || rc=$?
 phase_end checks
 
 if [ "${E2E_K8S_KEEP:-0}" != 1 ]; then

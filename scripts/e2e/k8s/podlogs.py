@@ -46,6 +46,7 @@ class PodLogs:
     namespace: str
     container: str
     poll_seconds: float = 0.1
+    save_dir: Path | None = None  # every line read is also appended to <save_dir>/<pod>.log
     events: list[LogEvent] = field(default_factory=list)
     lines: int = 0
 
@@ -56,6 +57,8 @@ class PodLogs:
         self._thread = threading.Thread(target=self._run, name="podlogs", daemon=True)
 
     def start(self) -> PodLogs:
+        if self.save_dir is not None:
+            self.save_dir.mkdir(parents=True, exist_ok=True)
         self._thread.start()
         return self
 
@@ -120,6 +123,9 @@ class PodLogs:
                 continue
             text, tail.partial = tail.partial + text, ""
             self.lines += 1
+            if self.save_dir is not None:
+                with (self.save_dir / f"{tail.pod}.log").open("a", encoding="utf-8") as saved:
+                    saved.write(f"{stamp} {text}\n")
             event = parse(tail.pod, cri_time(stamp), text)
             if event is not None:
                 out.append(event)
