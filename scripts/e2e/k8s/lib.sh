@@ -7,6 +7,8 @@
 
 K8S_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)"
 K8S_SCRIPTS="$K8S_ROOT/scripts/e2e/k8s"
+# The consumers' log events are named once, in scripts/e2e/consumer_logs.py (log_events.py imports it).
+export PYTHONPATH="$K8S_ROOT/scripts/e2e${PYTHONPATH:+:$PYTHONPATH}"
 
 # The Kubernetes version is the preinstalled kubectl's (client and server must agree within one minor;
 # matching exactly keeps `kubectl version` quiet). KUBE_VERSION overrides it.

@@ -1,8 +1,5 @@
-"""The consumer log events the Kubernetes checks look for: the ONE place that knows their names.
-
-The services log JSON lines with an `event` field. Both the current wording ("took over the
-subscription", "subscription busy: ... waiting as standby") and the snake_case names (`took_over`,
-`subscription_busy`) are accepted, so a rename of the events only needs this file checked.
+"""The consumer log events the Kubernetes checks look for, named in ONE place for both real-engine
+checks: scripts/e2e/consumer_logs.py (`EVENTS`, `kind_of`, `SEQ`), on the path by lib.sh.
 Roles themselves are read from `/status` (`role`: active | standby | connecting), not from logs.
 """
 
@@ -12,33 +9,13 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-#: kind -> accepted `event` values (exact) and prefixes
+from consumer_logs import SEQ, kind_of
+
 SUBSCRIBED = "subscribed"
 TOOK_OVER = "took_over"
 STANDBY = "standby"
 RECEIVED = "received"
 STOPPING = "stopping"  # the service got SIGTERM and starts its graceful shutdown
-
-_EXACT: dict[str, str] = {
-    "subscribed": SUBSCRIBED,
-    "took over the subscription": TOOK_OVER,
-    "took_over": TOOK_OVER,
-    "subscription_busy": STANDBY,
-    "received": RECEIVED,
-    "stopping": STOPPING,
-}
-_PREFIXES: tuple[tuple[str, str], ...] = (("subscription busy:", STANDBY),)
-
-
-def kind_of(event: str) -> str | None:
-    """SUBSCRIBED, TOOK_OVER, STANDBY, RECEIVED, STOPPING or None for any other event."""
-    found = _EXACT.get(event)
-    if found is not None:
-        return found
-    for prefix, kind in _PREFIXES:
-        if event.startswith(prefix):
-            return kind
-    return None
 
 
 @dataclass(frozen=True)
@@ -67,6 +44,6 @@ def parse(pod: str, at: float, line: str) -> LogEvent | None:
     if not isinstance(props, dict):
         return None
     producer_id, seq = props.get("producer_id"), props.get("seq")
-    if not isinstance(producer_id, str) or not isinstance(seq, str) or not seq.isdigit():
+    if not isinstance(producer_id, str) or not isinstance(seq, str) or not SEQ.fullmatch(seq):
         return None
     return LogEvent(pod, at, kind, producer_id, int(seq))
