@@ -6,10 +6,15 @@ The scenarios, by theme:
 
 - process and network faults (`bench.chaos_faults`): `consumer_sigkill`, `broker_sigkill`,
   `proxy_drop`, `proxy_freeze`, `slow_consumer`;
-- a real Apache Pulsar killed under load (`bench.chaos_pulsar`): `pulsar_sigkill`.
+- a real Apache Pulsar killed under load (`bench.chaos_pulsar`): `pulsar_sigkill`;
+- poison messages (`bench.chaos_poison`): `poison`, handler failures and malformed properties
+  interleaved with good messages, dead-lettered, while the active consumer is SIGKILLed;
+- hostile HTTP clients (`bench.chaos_hostile`): `hostile_http`, the adversarial requests of the
+  2026-11-29 review against the producer's API.
 
 Counting (`bench.chaos_common`): `published` is what the broker acknowledged, `received` what
-the consumers logged, `lost` the difference. Exit status 1 if anything was lost, a scenario failed, or one of
+the consumers logged, `lost` the difference; poison messages count as received when their copy
+is in the dead-letter stream. Exit status 1 if anything was lost, a scenario failed, or one of
 its checks failed. `CHAOS_QUICK=1` runs a short version.
 `python -m bench.chaos NAME...` runs only the named scenarios.
 """
@@ -24,8 +29,12 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from streampair.logs import configure_logging
+
 from bench.chaos_common import Outcome
 from bench.chaos_faults import broker_sigkill, consumer_sigkill, proxy_fault, slow_consumer
+from bench.chaos_hostile import hostile_http
+from bench.chaos_poison import poison
 from bench.chaos_pulsar import pulsar_sigkill
 from harness import Cluster
 
@@ -57,6 +66,8 @@ SCENARIOS: list[tuple[str, Callable[[Cluster], Awaitable[Outcome]]]] = [
     ("proxy_freeze", lambda c: proxy_fault(c, "freeze")),
     ("slow_consumer", slow_consumer),
     ("pulsar_sigkill", pulsar_sigkill),
+    ("poison", poison),
+    ("hostile_http", hostile_http),
 ]
 
 
@@ -80,6 +91,8 @@ def table(outcomes: list[Outcome]) -> str:
 
 
 async def main(only: list[str]) -> int:
+    # The poison and hostile scenarios use the library in this process: only its warnings.
+    configure_logging("chaos", level="warning", fmt="console")
     started = time.monotonic()
     outcomes: list[Outcome] = []
     unknown = sorted(set(only) - {n for n, _ in SCENARIOS})
