@@ -151,8 +151,12 @@ async def delivered_again(consumer: Service, marker: int, timeout: float = 60.0)
 
 
 async def start_producer(cluster: Cluster, **env: str) -> Service:
+    """The producer service, once connected: it logs `listening` before its broker connection is
+    up, and a POST in between is a 503 (busy machines showed it)."""
     defaults = {"PUBLISH_INTERVAL_SECONDS": RATE_INTERVAL, "PRODUCER_ID": PRODUCER_ID, "LOG_LEVEL": "info"}
-    return await cluster.start_producer("producer", **{**defaults, **FAST_RECOVERY, **env})
+    producer = await cluster.start_producer("producer", **{**defaults, **FAST_RECOVERY, **env})
+    await producer.wait_http("/readyz", lambda status, _: status == 200, timeout=60)
+    return producer
 
 
 async def settle(
