@@ -24,6 +24,7 @@ import random
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Awaitable
@@ -128,15 +129,20 @@ class ChaosPulsar:
         return None
 
     async def kill9(self, timeout: float = 10.0) -> None:
-        """SIGKILL the JVM and wait until it is gone (its listening ports close with it)."""
+        """SIGKILL the JVM and wait until it is gone and its ports are closed.
+
+        The JVM's main thread shows as a zombie while its other threads still exit and hold the
+        sockets (seen on a loaded machine): the restart then found its own web port "in use".
+        """
         pid = self.pid()
         if pid is None:
             raise RuntimeError("Pulsar is not running; nothing to kill")
         os.kill(pid, signal.SIGKILL)
+        ports = (self.standalone.web_port, self.standalone.broker_port, self.standalone.bookie_port)
         deadline = time.monotonic() + timeout
-        while _alive(pid):
+        while _alive(pid) or any(_listening(port) for port in ports):
             if time.monotonic() > deadline:
-                raise TimeoutError(f"the Pulsar JVM {pid} is still alive {timeout}s after SIGKILL")
+                raise TimeoutError(f"the Pulsar JVM {pid} or its ports are still up {timeout}s after SIGKILL")
             await asyncio.sleep(0.02)
 
     async def restart(self) -> float:
@@ -190,6 +196,13 @@ class ChaosPulsar:
                     if marker in (entry / "cmdline").read_bytes():
                         found.append(int(entry.name))
         return found
+
+
+def _listening(port: int) -> bool:
+    """True while something accepts connections on 127.0.0.1:`port` (what the start script checks)."""
+    with socket.socket() as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _alive(pid: int) -> bool:
