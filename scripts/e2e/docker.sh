@@ -21,11 +21,12 @@
 #   4. builds the three service images with `docker compose build` from the project's Dockerfile,
 #      unchanged, and runs the stories (scripts/e2e/stories.py) for the default stack (Apache Pulsar),
 #      compose/lite.yml (embedded broker) and compose/macrometa.yml (against the embedded broker in its
-#      Macrometa dialect, with a throw-away API key).
+#      Macrometa dialect, with a throw-away API key), and compose/lite.yml with compose/tracing.yml
+#      (Jaeger v2: a message's trace holds the producer's and the consumer's spans).
 # The last line is a one-line summary; the exit status is non-zero when any check failed.
 #
 # Environment (all optional):
-#   E2E_VARIANTS="pulsar lite macrometa"   which stacks to run
+#   E2E_VARIANTS="pulsar lite macrometa tracing"   which stacks to run
 #   E2E_DEBIAN_MIRROR=http://deb.debian.org/debian   for debootstrap (stand-in base image only)
 #   E2E_PULL_TIMEOUT=120                   seconds for one `docker pull` attempt
 set -euo pipefail
@@ -44,7 +45,7 @@ export DOCKER_BUILDKIT=1
 COMPOSE_VERSION=v2.40.3
 COMPOSE_MIN=2.24.4               # `!reset` / `!override` in compose/*.yml
 PULL_TIMEOUT="${E2E_PULL_TIMEOUT:-120}"
-VARIANTS="${E2E_VARIANTS:-pulsar lite macrometa}"
+VARIANTS="${E2E_VARIANTS:-pulsar lite macrometa tracing}"
 STANDIN_LABEL=org.streampair.e2e.standin   # value: hash of the recipe that made the stand-in
 # The compose network's bridge gets a name of our own (scripts/e2e/compose.e2e.yml), one per checkout.
 E2E_BRIDGE="spe2e$(printf %s "$ROOT" | sha256sum | cut -c1-8)"
@@ -275,6 +276,7 @@ recipe_hash() {  # kind, image
     declare -f "standin_$kind"
     [[ -d "$HERE/standins/$kind" ]] && find "$HERE/standins/$kind" -type f -print0 | sort -z | xargs -0 cat
     [[ $kind == pulsar ]] && cat "$ROOT/scripts/pulsar/pom.xml"
+    [[ $kind == jaeger ]] && cat "$ROOT/scripts/jaeger-local"
     [[ $kind == python ]] && cat /usr/local/share/ca-certificates/*.crt 2>/dev/null
     # built FROM the Debian base: a new base makes them again
     [[ $kind == prometheus || $kind == pulsar ]] && docker image inspect -f '{{.Id}}' python:3.11-slim-bookworm
@@ -291,6 +293,7 @@ kind_of() {
     python:3.11-slim-bookworm) echo python ;;
     prom/prometheus:*) echo prometheus ;;
     apachepulsar/pulsar:*) echo pulsar ;;
+    jaegertracing/jaeger:*) echo jaeger ;;
     grafana/grafana:*) echo none ;;
     *) echo unknown ;;
   esac
@@ -335,7 +338,7 @@ resolve_images() {
   local images image kind
   images="$(third_party_images)"
   # bases first: the other stand-ins are built FROM the python one
-  for kind in frontend uv python prometheus pulsar none unknown; do
+  for kind in frontend uv python prometheus pulsar jaeger none unknown; do
     for image in $images; do
       [[ "$(kind_of "$image")" == "$kind" ]] && resolve_image "$image"
     done
@@ -361,6 +364,8 @@ compose_files() {  # variant -> the compose files, one a line
     pulsar) ;;
     lite) files+=("$ROOT/compose/lite.yml" "$HERE/compose.e2e-lite.yml") ;;
     macrometa) files+=("$ROOT/compose/macrometa.yml" "$HERE/compose.gdn.yml") ;;
+    tracing) files+=("$ROOT/compose/lite.yml" "$HERE/compose.e2e-lite.yml" "$ROOT/compose/tracing.yml"
+      "$HERE/compose.e2e-tracing.yml") ;;
     *) die "unknown variant $1" ;;
   esac
   files+=("$HERE/compose.e2e.yml")
