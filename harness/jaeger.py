@@ -29,6 +29,12 @@ def go_missing() -> str | None:
     return GO_MISSING if shutil.which("go") is None else None
 
 
+def built() -> str | None:
+    """The binary's path when it is built already, else None (nothing is built)."""
+    result = subprocess.run([str(SCRIPT), "path"], capture_output=True, text=True, check=False)
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
 def build(timeout: float = 1800) -> str:
     """The binary's path; builds it first when it is not cached (minutes, once)."""
     result = subprocess.run(
