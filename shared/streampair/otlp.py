@@ -123,7 +123,9 @@ class SpanEncoder:
     def _span(self, span: ReadableSpan) -> bytes:
         if span.events or span.links or span.dropped_events or span.dropped_links:
             raise Unsupported("events or links")
-        context = span.get_span_context()
+        context = span.context
+        if context is None:
+            raise Unsupported("no span context")
         parts = [
             b"\x0a\x10" + context.trace_id.to_bytes(16, "big"),
             b"\x12\x08" + context.span_id.to_bytes(8, "big"),
