@@ -97,7 +97,7 @@ class SpanEncoder:
         """The request's bytes, or None when a span holds what only the SDK's encoder writes."""
         try:
             return self._encode(spans)
-        except Unsupported:
+        except Exception:  # Unsupported, or a span of a shape not foreseen: the SDK's encoder copes
             return None
 
     def _encode(self, spans: Sequence[ReadableSpan]) -> bytes:
@@ -173,6 +173,8 @@ class SpanEncoder:
     def _resource(self, resource: Any) -> bytes:
         cached = self._resources.get(id(resource))
         if cached is None or cached[0] is not resource:
+            if len(self._resources) >= 64:  # one provider has one resource: this only bounds odd uses
+                self._resources.clear()
             cached = self._resources[id(resource)] = (
                 resource,
                 _field(1, _attribute_list(1, resource.attributes)),
@@ -182,6 +184,8 @@ class SpanEncoder:
     def _scope(self, scope: Any) -> bytes:
         cached = self._scopes.get(id(scope))
         if cached is None or cached[0] is not scope:
+            if len(self._scopes) >= 64:
+                self._scopes.clear()
             body = b""
             if scope is not None:
                 if scope.name:

@@ -123,11 +123,12 @@ def start_send(
     if _direct_w3c and not baggage.get_all():
         context = span.get_span_context()
         # what TraceContextTextMapPropagator writes (tests/client/test_tracing.py compares them)
-        carrier["traceparent"] = (
-            f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
-        )
-        if context.trace_state:
-            carrier["tracestate"] = context.trace_state.to_header()
+        if context.is_valid:
+            carrier["traceparent"] = (
+                f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+            )
+            if context.trace_state:
+                carrier["tracestate"] = context.trace_state.to_header()
     else:
         propagate.inject(carrier, context=trace.set_span_in_context(span))
     return span, carrier
