@@ -337,6 +337,12 @@ async def measure(count: int, trials: int, progress: Progress) -> dict[str, Any]
             for figure, (once, modes) in plan.items():
                 for trial in range(trials):
                     for mode in modes:
+                        # A fresh, empty broker for every run: the embedded broker keeps what earlier runs
+                        # published (in memory and on disk), which slows it for whichever mode comes later.
+                        assert cluster.broker is not None
+                        await cluster.broker.stop()
+                        shutil.rmtree(data / "broker", ignore_errors=True)
+                        await cluster.start_broker(LOG_LEVEL="warning")
                         result = await once(url, count, mode, endpoint)
                         runs[figure][mode].append(result)
                         progress(f"tracing {figure} {mode} #{trial + 1}: {result['msgs_per_s']:,.0f} msg/s")
