@@ -334,11 +334,16 @@ resolve_image() {
   say "image $image: stand-in made in $((SECONDS - t)) s"
 }
 
+# Kinds of image a command does not need (Jaeger: only the tracing variant runs it; its stand-in needs a
+# Jaeger build, minutes on a cold machine).
+SKIP_KINDS=""
+
 resolve_images() {
   local images image kind
   images="$(third_party_images)"
   # bases first: the other stand-ins are built FROM the python one
   for kind in frontend uv python prometheus pulsar jaeger none unknown; do
+    [[ " $SKIP_KINDS " == *" $kind "* ]] && continue
     for image in $images; do
       [[ "$(kind_of "$image")" == "$kind" ]] && resolve_image "$image"
     done
@@ -438,6 +443,7 @@ prepare() {
 cmd_run() {
   local summary=() failed=0 variant line start
   start=$SECONDS
+  [[ " $VARIANTS " == *" tracing "* ]] || SKIP_KINDS="jaeger"
   prepare
   write_macrometa_env
   local skip=()
@@ -500,6 +506,7 @@ cmd_images() {
     say "images unchanged since $out was written ($(du -h "$out" | cut -f1)); nothing to do"
     return
   fi
+  SKIP_KINDS="jaeger"   # not in the archive
   prepare
   pulsar_image="$(sed -n 's/^ *image: *\(apachepulsar[^ #]*\).*/\1/p' "$ROOT/docker-compose.yml")"
   local tags=(ghcr.io/streampair/producer:0.1.0 ghcr.io/streampair/consumer:0.1.0
