@@ -1,11 +1,11 @@
 """OTLP/HTTP span export with a faster encoder for the spans streampair makes.
 
 The SDK's exporter builds a protobuf object per span, per attribute and per value, and hashes the
-resource (a JSON dump) per span: about 27 µs of the GIL per span, measured (docs/tracing.md),
+resource (a JSON dump) per span: 20 µs of the GIL per `send` span, measured (docs/tracing.md),
 more than creating the span. At tens of thousands of messages a second that is the exporter thread
 taking the event loop's CPU. This encoder writes the same OTLP bytes directly: the resource, the
 scope and every repeated attribute (stream, topic, subscription) are encoded once and reused, so a
-span costs its ids, times and the few values that change.
+span costs its ids, times and the few values that change: 6 µs.
 
 It covers what the spans here carry: string, bool, int and float attributes, no events, no links.
 A batch holding anything else (an exception event, say) is encoded by the SDK's own encoder, so the
