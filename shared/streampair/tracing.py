@@ -87,7 +87,7 @@ def use(tracer: trace.Tracer) -> None:
 
 def _choose_injection() -> None:
     """W3C trace context alone (the default OTEL_PROPAGATORS): `start_send` writes `traceparent`
-    itself, a third of the propagation API's cost per message (which copies contexts per call).
+    itself, half the propagation API's cost per message (which copies contexts per call).
     Any other propagator setting goes through the API."""
     global _direct_w3c
     names = os.environ.get("OTEL_PROPAGATORS", "tracecontext,baggage").replace(" ", "").lower()
