@@ -259,4 +259,4 @@ class ServiceRuntime:
         try:
             return asyncio.run(self.serve())
         finally:
-            tracing.shutdown()
+            tracing.shutdown(self.settings.shutdown_timeout_seconds)
