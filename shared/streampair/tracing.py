@@ -48,9 +48,9 @@ def configure(service: str, exporter: str | None) -> None:
 
     span_exporter: SpanExporter
     if exporter == "otlp":
-        from streampair.otlp import StreampairSpanExporter
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        span_exporter = StreampairSpanExporter()  # the SDK's, with a faster encoder (otlp.py)
+        span_exporter = OTLPSpanExporter()
     else:
         span_exporter = ConsoleSpanExporter()
     # A name given by OTEL_SERVICE_NAME or OTEL_RESOURCE_ATTRIBUTES wins over the default.
