@@ -199,7 +199,10 @@ async def topic_permissions(request: web.Request, params: dict[str, str]) -> web
     if params.get("role") is None:  # GET lists the namespace's grants and the topic's together
         namespace = f"{params['tenant']}/{params['namespace']}"
         merged = broker.permissions.of(namespace)
-        merged.update(broker.permissions.of(name))
+        for role, actions in broker.permissions.of(name).items():  # a role's actions are united
+            merged[role] = sorted(
+                set(merged.get(role, [])) | set(actions), key=lambda a: (a is not None, a or "")
+            )
         return json_response(merged)
     return await _permissions(request, name, params["role"])
 
