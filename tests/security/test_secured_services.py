@@ -26,6 +26,7 @@ from harness import FAST, Cluster, Service, all_received, is_event, stop_produce
 from harness.secured import SecuredBroker, start_embedded
 from harness.tokens import hs256_token, new_secret_key
 from tests.conformance.conftest import TARGETS, unique
+from tests.security.test_secrets import assert_absent, everything_written
 
 
 @dataclass
@@ -47,8 +48,13 @@ class Setup:
         return producer, consumer
 
 
+#: Every token a test wrote, for the search of everything the services printed.
+written: list[str] = []
+
+
 def write_token(path: Path, token: str) -> None:
     """Replace the file atomically, as kubelet swaps a projected Secret."""
+    written.append(token)
     temporary = path.with_suffix(".new")
     temporary.write_text(token + "\n")
     temporary.replace(path)
@@ -168,6 +174,9 @@ async def test_refused_tokens_keep_the_services_up_not_ready_quiet_and_slow_unti
         write_token(r.token_file, setup.broker.token(r.role))
     for r in refused:
         await r.svc.wait_http("/readyz", lambda code, _: code == 200, timeout=30)
+    secrets = set(written)
+    await setup.cluster.stop()
+    assert_absent(everything_written(*(r.svc for r in refused)), secrets)  # refused or not, never printed
 
 
 async def test_a_token_file_rotated_mid_stream_with_the_old_token_expired_loses_nothing(setup: Setup) -> None:
@@ -205,6 +214,8 @@ async def test_a_token_file_rotated_mid_stream_with_the_old_token_expired_loses_
             assert len(svc.events("connected")) >= 2, svc.name
         expected = await stop_producer_and_collect(producer)
         await all_received(expected, consumer)
+        await consumer.stop()
+        assert_absent(everything_written(producer, consumer), set(written))
     finally:
         await proxy.stop()
 
