@@ -16,6 +16,8 @@ Scenarios:
   `kill -9`ed 10 times under 500 msg/s and restarted each time on the same data and ports; one
   Exclusive consumer. Reported as skipped (not failed) where Pulsar cannot run (no Java 17+,
   no jars and no Maven to fetch them, or the fetch fails).
+- `token_rotation` (bench/chaos_tokens.py): tokens rotated three times under 1,000 msg/s, Exclusive
+  with a standby, every connection dropped after each rotation; nothing lost, nothing refused.
 
 How the published set is known: the producer service logs `published` with its `seq` for every
 message the broker acknowledged (PUBLISH_INTERVAL_SECONDS > 0 keeps per-message logs on). A
@@ -43,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import chaos_pulsar
+from bench import chaos_pulsar, chaos_tokens
 from bench.chaos_proxy import FaultProxy
 from harness import (
     Cluster,
@@ -497,6 +499,7 @@ SCENARIOS: list[tuple[str, Callable[[Cluster], Awaitable[Outcome]]]] = [
     ("proxy_freeze", lambda c: proxy_fault(c, "freeze")),
     ("slow_consumer", slow_consumer),
     ("pulsar_sigkill", pulsar_sigkill),
+    ("token_rotation", lambda c: chaos_tokens.token_rotation(c, Outcome)),
 ]
 
 
