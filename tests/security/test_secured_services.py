@@ -108,6 +108,46 @@ async def test_least_privilege_producer_produces_consumer_consumes_and_dead_lett
     await all_received(expected, consumer)
 
 
+async def test_without_the_dead_letter_grant_a_poison_message_waits_unacked_until_granted(
+    setup: Setup,
+) -> None:
+    producer_role, consumer_role = await setup.roles()
+    stream, subscription = (
+        setup.cluster.stream_env["STREAM_NAME"],
+        setup.cluster.stream_env["SUBSCRIPTION_NAME"],
+    )
+    dlq = f"{stream}-{subscription}-DLQ"
+    consumer = await setup.cluster.start_consumer(
+        "consumer-1",
+        STREAM_AUTH_TOKEN_FILE=str(setup.token_file("consumer", setup.broker.token(consumer_role))),
+        FAIL_ON_PROPERTY="poison",
+        MAX_DELIVERY_ATTEMPTS="1",
+        CONNECT_TIMEOUT_SECONDS="2",  # the dead-letter send gives up after 3 x this, then tries again
+    )
+    await consumer.wait_for(is_event("subscribed"), timeout=30)
+    producer = await setup.cluster.start_producer(
+        STREAM_AUTH_TOKEN_FILE=str(setup.token_file("producer", setup.broker.token(producer_role))),
+        PUBLISH_INTERVAL_SECONDS="3600",
+    )
+    await producer.wait_http("/readyz", lambda code, _: code == 200, timeout=30)
+    status, _ = await producer.post_json("/messages", {"payload": "poison", "properties": {"poison": "yes"}})
+    assert status == 201
+    refused = await consumer.wait_for(
+        lambda line: line.get("event") == "producer_connect_failed" and dlq in str(line.get("error")),
+        timeout=30,
+    )
+    assert (
+        "HTTP 403" in refused["error"]
+        and "may not publish to" in refused["error"]
+        and "grant it" in refused["error"]
+    )
+    await consumer.wait_for(is_event("dead_letter_failed"), timeout=30)
+    assert not consumer.events("dead_lettered")
+    await setup.broker.grant_on_topic(dlq, consumer_role, ["produce"])
+    copy = await consumer.wait_for(is_event("dead_lettered"), timeout=60)
+    assert copy["dead_letter_stream"] == dlq
+
+
 @dataclass
 class Refused:
     """One service started with a token the broker refuses."""
