@@ -70,6 +70,8 @@ class SecuredBroker:
     tls: TlsMaterial
     secret_key: bytes
     superuser: str = SUPERUSER
+    #: pulsar+ssl:// with the same CA and tokens (Pulsar only: the embedded broker speaks WebSocket)
+    binary_tls: str | None = None
 
     @property
     def wss(self) -> str:
@@ -158,7 +160,8 @@ class SecuredPulsar(PulsarStandalone):
 
     def secured(self) -> SecuredBroker:
         key = (self.cache / "auth" / "secret.key").read_bytes()  # made by Pulsar's tokens tool at start
-        return SecuredBroker("pulsar", f"https://127.0.0.1:{self.web_tls_port}", self.tls, key)
+        https = f"https://127.0.0.1:{self.web_tls_port}"
+        return SecuredBroker("pulsar", https, self.tls, key, binary_tls=self.binary_tls_url)
 
 
 def embedded_env(material: TlsMaterial, secret_key: bytes) -> dict[str, str]:
