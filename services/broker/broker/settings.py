@@ -34,8 +34,9 @@ class BrokerSettings(BaseSettings):
     #: Roles, as Pulsar's `tokenSecretKey`: `file:///path` (raw key bytes) or `data:;base64,<key>`;
     #: HS256 JWTs signed with it authenticate as their `sub`.
     broker_token_secret_key: SecretStr | None = None
-    #: Pulsar's `superUserRoles`: roles that may do anything (comma-separated).
-    broker_superuser_roles: str = ""
+    #: Pulsar's `superUserRoles`: roles that may do anything (comma-separated). Checked even when
+    #: unset (validate_default): roles without a superuser could never be granted anything.
+    broker_superuser_roles: str = Field(default="", validate_default=True)
     broker_allow_unauthenticated: bool = False
     broker_port: Annotated[int, Field(ge=0, le=65535)] = 8080
     broker_data_dir: Path = Path("./.broker-data")
@@ -90,12 +91,14 @@ class BrokerSettings(BaseSettings):
     @field_validator("broker_superuser_roles")
     @classmethod
     def _superusers(cls, value: str, info: ValidationInfo) -> str:
-        roles = ",".join(r.strip() for r in value.split(",") if r.strip())
+        roles = [r.strip() for r in value.split(",") if r.strip()]
+        if any(not r.isprintable() or any(c.isspace() for c in r) for r in roles):
+            raise ValueError("must be role names separated by commas (no spaces inside a role)")
         if info.data.get("broker_token_secret_key") is not None and not roles:
             raise ValueError(
                 "must name at least one role when BROKER_TOKEN_SECRET_KEY is set (who else would grant?)"
             )
-        return roles
+        return ",".join(roles)
 
     def secret_key(self) -> bytes | None:
         key = self.broker_token_secret_key
