@@ -11,6 +11,8 @@ The scenarios, by theme:
   interleaved with good messages, dead-lettered, while the active consumer is SIGKILLed;
 - hostile HTTP clients (`bench.chaos_hostile`): `hostile_http`, the adversarial requests of the
   2026-11-29 review against the producer's API.
+- tokens rotated under load (`bench.chaos_tokens`): `token_rotation`, three rotations under
+  1,000 msg/s, Exclusive with a standby, every connection dropped after each; nothing lost or refused.
 
 Counting (`bench.chaos_common`): `published` is what the broker acknowledged, `received` what
 the consumers logged, `lost` the difference; poison messages count as received when their copy
@@ -31,6 +33,7 @@ from pathlib import Path
 
 from streampair.logs import configure_logging
 
+from bench import chaos_tokens
 from bench.chaos_common import Outcome
 from bench.chaos_faults import broker_sigkill, consumer_sigkill, proxy_fault, slow_consumer
 from bench.chaos_hostile import hostile_http
@@ -76,6 +79,7 @@ SCENARIOS: list[tuple[str, Callable[[Cluster], Awaitable[Outcome]]]] = [
     ("pulsar_sigkill", pulsar_sigkill),
     ("poison", poison),
     ("hostile_http", hostile_http),
+    ("token_rotation", lambda c: chaos_tokens.token_rotation(c, Outcome)),
 ]
 
 

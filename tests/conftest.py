@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 from aiohttp import web
 
 from harness import Cluster, serve_app
+from harness.secured import SecuredBroker, SecuredPulsar
 
 
 @pytest.fixture
@@ -24,3 +25,15 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
         yield c
     finally:
         await c.stop()
+
+
+@pytest.fixture(scope="session")
+def secured_pulsar() -> Iterator[SecuredBroker]:
+    """A real Pulsar with token authentication, authorization and TLS for the whole session;
+    started (and stopped) only if a test asks for it (`make test-pulsar`)."""
+    standalone = SecuredPulsar()
+    try:
+        standalone.start()
+        yield standalone.secured()
+    finally:
+        standalone.stop()

@@ -20,13 +20,15 @@
 #      stories run without it and the summary says so.
 #   4. builds the three service images with `docker compose build` from the project's Dockerfile,
 #      unchanged, and runs the stories (scripts/e2e/stories.py) for the default stack (Apache Pulsar),
-#      compose/lite.yml (embedded broker) and compose/macrometa.yml (against the embedded broker in its
-#      Macrometa dialect, with a throw-away API key), and compose/lite.yml with compose/tracing.yml
-#      (Jaeger v2: a message's trace holds the producer's and the consumer's spans).
+#      compose/lite.yml (embedded broker), compose/macrometa.yml (against the embedded broker in its
+#      Macrometa dialect, with a throw-away API key), compose/secure.yml (Pulsar with token
+#      authentication, authorization and TLS, tokens made by a one-shot init service), and
+#      compose/lite.yml with compose/tracing.yml (Jaeger v2: a message's trace holds the producer's
+#      and the consumer's spans).
 # The last line is a one-line summary; the exit status is non-zero when any check failed.
 #
 # Environment (all optional):
-#   E2E_VARIANTS="pulsar lite macrometa tracing"   which stacks to run
+#   E2E_VARIANTS="pulsar lite macrometa secure tracing"   which stacks to run
 #   E2E_DEBIAN_MIRROR=http://deb.debian.org/debian   for debootstrap (stand-in base image only)
 #   E2E_PULL_TIMEOUT=120                   seconds for one `docker pull` attempt
 set -euo pipefail
@@ -45,7 +47,7 @@ export DOCKER_BUILDKIT=1
 COMPOSE_VERSION=v2.40.3
 COMPOSE_MIN=2.24.4               # `!reset` / `!override` in compose/*.yml
 PULL_TIMEOUT="${E2E_PULL_TIMEOUT:-120}"
-VARIANTS="${E2E_VARIANTS:-pulsar lite macrometa tracing}"
+VARIANTS="${E2E_VARIANTS:-pulsar lite macrometa secure tracing}"
 STANDIN_LABEL=org.streampair.e2e.standin   # value: hash of the recipe that made the stand-in
 # The compose network's bridge gets a name of our own (scripts/e2e/compose.e2e.yml), one per checkout.
 E2E_BRIDGE="spe2e$(printf %s "$ROOT" | sha256sum | cut -c1-8)"
@@ -371,6 +373,7 @@ compose_files() {  # variant -> the compose files, one a line
     macrometa) files+=("$ROOT/compose/macrometa.yml" "$HERE/compose.gdn.yml") ;;
     tracing) files+=("$ROOT/compose/lite.yml" "$HERE/compose.e2e-lite.yml" "$ROOT/compose/tracing.yml"
       "$HERE/compose.e2e-tracing.yml") ;;
+    secure) files+=("$ROOT/compose/secure.yml") ;;
     *) die "unknown variant $1" ;;
   esac
   files+=("$HERE/compose.e2e.yml")

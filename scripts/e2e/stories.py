@@ -29,6 +29,47 @@ STATUS_CMD = (
     "import json, os, urllib.request; print(urllib.request.urlopen("
     "'http://127.0.0.1:%s/status' % os.environ.get('HTTP_PORT', '8000'), timeout=5).read().decode())"
 )
+# compose/secure.yml: what the producer's role may and may not do, asked from inside its container
+# with its own token and CA (Python's standard library only; one JSON object on stdout).
+SECURE_PROBE = r"""
+import base64, http.client, json, os, ssl
+secrets = "/run/secrets/streampair"
+token = open(secrets + "/token").read().strip()
+trusted = ssl.create_default_context(cafile=secrets + "/ca.pem")
+def status(path, token=None, upgrade=False, tls=True, context=trusted):
+    if tls:
+        conn = http.client.HTTPSConnection("pulsar", 8443, context=context, timeout=15)
+    else:
+        conn = http.client.HTTPConnection("pulsar", 8080, timeout=15)
+    headers = {"Authorization": "Bearer " + token} if token else {}
+    if upgrade:
+        key = base64.b64encode(os.urandom(16)).decode()
+        headers.update({"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
+                        "Sec-WebSocket-Key": key})
+    try:
+        conn.request("GET", path, headers=headers)
+        return conn.getresponse().status
+    except ssl.SSLCertVerificationError as error:
+        return "certificate: " + error.verify_message
+    finally:
+        conn.close()
+ws = "/ws/v2/{}/persistent/public/default/streamQuickstart"
+print(json.dumps({
+    "produce with its token": status(ws.format("producer"), token, upgrade=True),
+    "produce without a token": status(ws.format("producer"), upgrade=True),
+    "consume with the producer's token": status(ws.format("consumer") + "/e2e-probe", token, upgrade=True),
+    "health check with the producer's token": status("/admin/v2/brokers/health", token),
+    "topic list on the plain port without a token": status("/admin/v2/persistent/public/default", tls=False),
+    "TLS without the private CA": status("/", context=ssl.create_default_context()),
+}))
+"""
+SECURE_EXPECTED = {
+    "produce with its token": 101,
+    "produce without a token": 401,
+    "consume with the producer's token": 403,
+    "health check with the producer's token": 401,
+    "topic list on the plain port without a token": 401,
+}
 UP_TIMEOUT = 420  # seconds for `up --wait`: Pulsar's JVM on 2 busy cores
 STORY_TIMEOUT = 90  # seconds for anything else to happen
 
@@ -334,6 +375,39 @@ class Stories:
             f"({got[0]}), `{process}` ({got[1]}) its child"
         )
 
+    def story_secure(self) -> None:
+        """compose/secure.yml: the services over wss:// with their own tokens, least privilege, clear
+        refusals, a certificate error without the CA, and no token in any log."""
+        producer = self.d.containers("producer")[0]["Id"]
+        seen = json.loads(self.d.run("docker", "exec", producer, "python", "-c", SECURE_PROBE, timeout=60))
+        untrusted = seen.pop("TLS without the private CA")
+        if seen != SECURE_EXPECTED or not str(untrusted).startswith("certificate:"):
+            raise CheckFailed(f"secured Pulsar answered {seen}, {untrusted!r}; expected {SECURE_EXPECTED}")
+        logs = self.d.compose("logs", "--no-color", timeout=120)
+        urls = set()
+        for line in logs.splitlines():
+            record = line.split("| ", 1)[-1]
+            if '"event": "connected"' in record:
+                urls.add(str(json.loads(record).get("url", "")).split("/ws/", 1)[0])
+        if urls != {"wss://pulsar:8443"}:
+            raise CheckFailed(f"the services connected to {urls}, not only wss://pulsar:8443")
+        tokens = {
+            self.d.run("docker", "exec", c["Id"], "cat", path, record=False).strip()
+            for service, path in (
+                ("producer", "/run/secrets/streampair/token"),
+                ("consumer", "/run/secrets/streampair/token"),
+                ("pulsar", "/pulsar/secrets/admin.token"),
+            )
+            for c in self.d.containers(service)[:1]
+        }
+        if len(tokens) != 3 or any(not t or t in logs for t in tokens):
+            raise CheckFailed("a token is missing from its volume or was found in `docker compose logs`")
+        say(
+            "secure: wss://pulsar:8443 only; the producer's role may produce (101), not consume (403), "
+            "not check health (401); no token 401, the plain port 401, no CA: certificate error; "
+            f"3 tokens, none in {len(logs.splitlines())} log lines"
+        )
+
     def save_logs(self, prefix: Path) -> None:
         """For the record: each consumer's log as followed (<log>-<container>.log) and the other
         services' logs (<log>-services.log)."""
@@ -397,6 +471,9 @@ def main() -> int:
         stories.story_up()
         step = "tracing"
         stories.story_tracing()
+        if args.variant == "secure":
+            step = "secure"
+            stories.story_secure()
         step = "docker kill"
         kill = stories.story_kill()
         step = "scale"

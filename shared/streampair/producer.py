@@ -34,6 +34,7 @@ from streampair.errors import (
     SendTimeout,
     SendUnconfirmed,
     StreamError,
+    Unauthorized,
 )
 from streampair.logs import get_logger
 from streampair.message import MessageId
@@ -274,9 +275,14 @@ class Producer:
                 self._flapping.reset()
 
     def _retrying(self, error: StreamError, delay: float) -> None:
+        # A refusal of our credentials is said once until it changes or we connect (it is retried
+        # every 5 s until a rotated token or a grant fixes it): no log storm.
+        repeated = isinstance(error, Unauthorized) and str(error) == self.last_error
         self.last_error = str(error)
         self._state_changed()
-        log.warning("producer_connect_failed", error=str(error), retry_in=round(delay, 3))
+        (log.debug if repeated else log.warning)(
+            "producer_connect_failed", error=str(error), retry_in=round(delay, 3)
+        )
 
     async def _run(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         """Use one connection until it is lost."""

@@ -22,10 +22,13 @@ from typing import Any, TypeVar
 import aiohttp
 import pytest
 from broker.testing import running_broker
+from pydantic import SecretStr
 from streampair.config import ClientConfig
 from streampair.connection import Connector
 
 from harness.pulsar import pulsar_service
+from harness.secured import SUPERUSER, SecuredBroker, embedded_env, tls_material
+from harness.tokens import new_secret_key
 
 T = TypeVar("T")
 Frame = dict[str, Any]
@@ -116,6 +119,23 @@ async def target(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         return
     async with running_broker(tmp_path / "broker") as url, aiohttp.ClientSession() as session:
         yield Target("embedded", url, session)
+
+
+@pytest.fixture(params=TARGETS)
+async def secured(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SecuredBroker]:
+    """A broker with token authentication, roles and TLS: the embedded one (in-process, per
+    test) or the session's secured Pulsar (`secured_pulsar`)."""
+    if request.param == "pulsar":
+        yield request.getfixturevalue("secured_pulsar")
+        return
+    material, key = tls_material(tmp_path / "tls"), new_secret_key()
+    async with running_broker(
+        tmp_path / "broker",
+        tls=(material.cert, material.key),
+        broker_token_secret_key=SecretStr(embedded_env(material, key)["BROKER_TOKEN_SECRET_KEY"]),
+        broker_superuser_roles=SUPERUSER,
+    ) as url:
+        yield SecuredBroker("embedded", url, material, key)
 
 
 @pytest.fixture

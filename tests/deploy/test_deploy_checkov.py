@@ -62,6 +62,10 @@ def test_checkov_compose_files() -> None:
         "-f",
         "compose/macrometa.yml",
         "-f",
+        "compose/secure.yml",
+        "-f",
+        "compose/secure-init.sh",
+        "-f",
         "compose/macrometa.env.example",
     )
     assert failures(reports) == []

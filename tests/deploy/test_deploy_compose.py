@@ -15,7 +15,13 @@ from deploy_helpers import ROOT, enabled_services, load_compose, merged_compose,
 BASE = "docker-compose.yml"
 LITE = "compose/lite.yml"
 MACROMETA = "compose/macrometa.yml"
-VARIANTS = {"pulsar": (BASE,), "lite": (BASE, LITE), "macrometa": (BASE, MACROMETA)}
+SECURE = "compose/secure.yml"
+VARIANTS = {
+    "pulsar": (BASE,),
+    "lite": (BASE, LITE),
+    "macrometa": (BASE, MACROMETA),
+    "secure": (BASE, SECURE),
+}
 CLIENTS = ("producer", "consumer")
 
 
@@ -29,7 +35,7 @@ def test_base_file_matches_the_compose_spec() -> None:
     check_jsonschema(ROOT / BASE)
 
 
-@pytest.mark.parametrize("variant", ["lite", "macrometa"])
+@pytest.mark.parametrize("variant", ["lite", "macrometa", "secure"])
 def test_merged_overrides_match_the_compose_spec(variant: str, tmp_path: Path) -> None:
     merged = merged_compose(*VARIANTS[variant])
     target = tmp_path / f"{variant}.yml"
@@ -140,6 +146,39 @@ def test_macrometa_env_example_has_no_secret() -> None:
     assert {"C8_FABRIC", "STREAM_GLOBAL", "STREAM_NAME"} <= set(values)
 
 
+def test_secure_variant_least_privilege_tokens_from_files_and_tls() -> None:
+    """compose/secure.yml (issue #19): each client mounts only its own secrets volume, reads its token
+    from a file and trusts the private CA; the grants run once Pulsar is healthy, the clients after."""
+    services = enabled_services(merged_compose(BASE, SECURE))
+    assert {"pulsar-secrets", "pulsar-grants"} <= set(services)
+    mounts = {}
+    for name in CLIENTS:
+        svc = services[name]
+        env = svc["environment"]
+        assert env["STREAM_URL"] == "wss://pulsar:8443"
+        assert env["STREAM_CA_BUNDLE"] == "/run/secrets/streampair/ca.pem"
+        assert env["STREAM_AUTH_TOKEN_FILE"] == "/run/secrets/streampair/token"
+        assert "STREAM_AUTH_TOKEN" not in env, "a token in the environment would be visible to docker inspect"
+        assert svc["depends_on"]["pulsar-grants"] == {"condition": "service_completed_successfully"}
+        (mount,) = svc["volumes"]
+        assert mount.endswith(":/run/secrets/streampair:ro")
+        mounts[name] = mount.split(":")[0]
+    assert mounts == {"producer": "producer-secrets", "consumer": "consumer-secrets"}
+    init = services["pulsar-secrets"]
+    assert init["network_mode"] == "none" and init["restart"] == "no"
+    assert init["cap_drop"] == ["ALL"] and set(init["cap_add"]) == {"CHOWN", "DAC_OVERRIDE", "FOWNER"}
+    assert services["pulsar"]["depends_on"] == {
+        "pulsar-secrets": {"condition": "service_completed_successfully"}
+    }
+    assert "pulsar-secrets:/pulsar/secrets:ro" in services["pulsar"]["volumes"]
+    assert services["pulsar-grants"]["depends_on"] == {"pulsar": {"condition": "service_healthy"}}
+    grants = " ".join(services["pulsar-grants"]["command"])
+    assert "--role streampair-producer --actions produce;" in grants
+    assert "--role streampair-consumer --actions consume;" in grants
+    assert "streamQuickstart-consumer-subscription-DLQ" in grants  # the consumer's one extra right
+    assert (ROOT / "compose/secure-init.sh").is_file()
+
+
 def test_monitoring_services() -> None:
     services = enabled_services(merged_compose(BASE))
     prom, grafana = services["prometheus"], services["grafana"]
@@ -230,7 +269,7 @@ def test_python_merge_agrees_with_the_real_loader(variant: str, composecheck: Pa
 
 
 def test_override_files_are_not_standalone_projects() -> None:
-    for name in (LITE, MACROMETA):
+    for name in (LITE, MACROMETA, SECURE):
         assert "name" not in load_compose(ROOT / name)
 
 
@@ -240,6 +279,7 @@ E2E_VARIANTS = {
     "pulsar": (BASE, f"{E2E_DIR}/compose.e2e.yml"),
     "lite": (BASE, LITE, f"{E2E_DIR}/compose.e2e-lite.yml", f"{E2E_DIR}/compose.e2e.yml"),
     "macrometa": (BASE, MACROMETA, f"{E2E_DIR}/compose.gdn.yml", f"{E2E_DIR}/compose.e2e.yml"),
+    "secure": (BASE, SECURE, f"{E2E_DIR}/compose.e2e.yml"),
 }
 
 

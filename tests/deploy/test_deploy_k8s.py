@@ -138,7 +138,7 @@ def test_network_policy(overlay: str) -> None:
     assert ingress["ports"] == [{"protocol": "TCP", "port": 8000}]
     dns, broker = spec["egress"]
     assert {p["port"] for p in dns["ports"]} == {53}
-    expected_port = 443 if overlay == "macrometa" else 8080
+    expected_port = {"macrometa": 443, "pulsar-cluster": 8443}.get(overlay, 8080)
     assert broker["ports"] == [{"protocol": "TCP", "port": expected_port}]
     if overlay == "demo":
         assert broker["to"] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "pulsar"}}}]
@@ -165,13 +165,27 @@ def test_demo_overlay_runs_pulsar() -> None:
 
 
 def test_pulsar_cluster_overlay() -> None:
+    """TLS to the Helm chart's proxy; each client's own token and the CA as projected Secret files."""
     objs = objects("overlays/pulsar-cluster")
-    assert config(objs)["STREAM_URL"] == "ws://pulsar-proxy.pulsar.svc:80"
+    data = config(objs)
+    assert data["STREAM_URL"] == "wss://pulsar-proxy.pulsar.svc:443"
+    assert data["STREAM_AUTH_TOKEN_FILE"] == "/var/run/secrets/streampair/token"
+    assert data["STREAM_CA_BUNDLE"] == "/var/run/secrets/streampair/ca.crt"
     assert not [o for o in objs if o["kind"] == "StatefulSet"]
     for name in ("producer", "consumer"):
-        env = find(objs, "Deployment", name)["spec"]["template"]["spec"]["containers"][0]["env"]
-        (token,) = [e for e in env if e["name"] == "STREAM_AUTH_TOKEN"]
-        assert token["valueFrom"]["secretKeyRef"]["optional"] is True
+        spec = find(objs, "Deployment", name)["spec"]["template"]["spec"]
+        container = spec["containers"][0]
+        assert not [e for e in container.get("env", []) if e["name"].startswith("STREAM_AUTH_TOKEN")]
+        (mount,) = [m for m in container["volumeMounts"] if m["name"] == "credentials"]
+        assert mount == {"name": "credentials", "mountPath": "/var/run/secrets/streampair", "readOnly": True}
+        assert "subPath" not in mount  # a subPath mount is never updated when the Secret is rotated
+        (volume,) = [v for v in spec["volumes"] if v["name"] == "credentials"]
+        sources = [source["secret"] for source in volume["projected"]["sources"]]
+        assert sources == [
+            {"name": f"streampair-{name}-token", "items": [{"key": "token", "path": "token"}]},
+            {"name": "streampair-pulsar-ca", "items": [{"key": "ca.crt", "path": "ca.crt"}]},
+        ]
+        assert volume["projected"]["defaultMode"] == 0o440
 
 
 def test_macrometa_overlay() -> None:

@@ -80,6 +80,10 @@ CONSUMER: list[tuple[str, str]] = [
 ]
 BROKER: list[tuple[str, str]] = [
     ("BROKER_AUTH_TOKEN", "   "),
+    ("BROKER_TOKEN_SECRET_KEY", "the-key-itself"),  # not file:// nor data:;base64, (never echoed)
+    ("BROKER_TOKEN_SECRET_KEY", "file:///nonexistent/secret.key"),
+    ("BROKER_TOKEN_SECRET_KEY", "data:;base64,c2hvcnQ="),  # 5 bytes: HS256 wants at least 32
+    ("BROKER_SUPERUSER_ROLES", "admin,two words"),
     ("BROKER_ALLOW_UNAUTHENTICATED", "perhaps"),
     ("BROKER_PORT", "-1"),
     ("BROKER_MAX_FRAME_BYTES", "10"),
@@ -132,7 +136,7 @@ def test_a_wrong_value_exits_2_with_one_line_naming_it(
     assert len(lines) == 1, err
     assert lines[0].startswith(f"streampair-{service}: invalid setting {variable}"), lines[0]
     assert SECRET not in err
-    if variable in ("C8_API_KEY", "STREAM_AUTH_TOKEN", "BROKER_AUTH_TOKEN"):
+    if variable in ("C8_API_KEY", "STREAM_AUTH_TOKEN", "BROKER_AUTH_TOKEN", "BROKER_TOKEN_SECRET_KEY"):
         assert value.strip() == "" or value not in err  # never echo a secret's value
 
 

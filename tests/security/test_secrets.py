@@ -3,21 +3,29 @@
 The services and the broker run with known secret values; a recording proxy between them
 captures the one-time passwords the services actually obtained and used. Then every byte they
 wrote (stdout, stderr) and every answer of every endpoint is searched for the secrets and the
-OTPs. Covered: Macrometa mode (API key -> OTP per WebSocket attempt), Pulsar token mode, and a
-wrong API key (the 401 path, where error messages are built from the broker's refusal).
+OTPs. Covered: Macrometa mode (API key -> OTP per WebSocket attempt), Pulsar token mode, a
+wrong API key (the 401 path, where error messages are built from the broker's refusal), and
+roles mode (a signing key, JWTs from files, expired, forged and under-privileged ones, the publish
+API's token from a file).
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+import signal
+import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 import pytest
 
 from bench.chaos_proxy import FaultProxy
 from harness import Cluster, Service
+from harness.secured import embedded_env, start_embedded
+from harness.tokens import hs256_token, new_secret_key
+from tests.conformance.conftest import unique
 
 API_KEY = "demo_tenant.streampair-key.QXBpS2V5U2VjcmV0LTk4NzY1"
 KEY_SECRET_PART = API_KEY.rsplit(".", 1)[-1]
@@ -135,3 +143,70 @@ async def test_a_wrong_api_key_fails_without_printing_either_key(cluster: Cluste
     written = everything_written(broker, producer, consumer)
     assert "401" in written or "nauthorized" in written  # the refusal is reported...
     assert_absent(written + "\n".join(status_seen), {WRONG_KEY, WRONG_KEY.rsplit(".", 1)[-1], API_KEY})
+
+
+async def test_roles_mode_keys_and_tokens_never_leak_even_when_refused(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """BROKER_TOKEN_SECRET_KEY and JWTs (issue #19): a granted producer, a consumer whose token
+    expires and is refused, one signed with another key, an under-privileged one; debug logs."""
+    broker, secured = await start_embedded(cluster, tmp_path, LOG_LEVEL="debug")
+    producer_role, consumer_role = unique("producer-role"), unique("consumer-role")
+    await secured.grant(producer_role, ["produce"])
+    await secured.grant(consumer_role, ["consume"])
+    tokens = {
+        "producer": secured.token(producer_role),
+        "consumer": secured.token(consumer_role, expires_in=8),
+        "forged": hs256_token(new_secret_key(), consumer_role),
+        "under-privileged": secured.token(producer_role),
+        "http": "publish-api-S3CRET",
+    }
+    expired_at = time.monotonic() + 8
+    files = {}
+    for name, token in tokens.items():
+        files[name] = tmp_path / f"{name}.token"
+        files[name].write_text(token + "\n")
+    env = {"LOG_LEVEL": "debug", "RECONNECT_MAX_SECONDS": "0.3"}
+    consumer = await cluster.start_consumer(
+        "consumer-1", STREAM_AUTH_TOKEN_FILE=str(files["consumer"]), **env
+    )
+    await consumer.wait_for(lambda line: line.get("event") == "subscribed")
+    producer = await cluster.start_producer(
+        STREAM_AUTH_TOKEN_FILE=str(files["producer"]),
+        HTTP_AUTH_TOKEN_FILE=str(files["http"]),
+        PUBLISH_INTERVAL_SECONDS="0.05",
+        **env,
+    )
+    await consumer.wait_for(lambda line: line.get("event") == "received")
+    refused = [
+        await cluster.start_consumer(f"consumer-{name}", STREAM_AUTH_TOKEN_FILE=str(files[name]), **env)
+        for name in ("forged", "under-privileged")
+    ]
+    for svc in refused:
+        await svc.wait_http(
+            "/readyz", lambda status, body: status == 503 and "STREAM_AUTH_TOKEN_FILE" in str(body)
+        )
+    # Once the consumer's token has expired, a reconnect is refused with 401 (a deadline, no event).
+    await asyncio.sleep(max(0.0, expired_at - time.monotonic()) + 0.5)
+    broker.signal(signal.SIGKILL)  # drops every connection; the restarted broker has the grants
+    await broker.wait_exit(10)
+    await broker.start()
+    await consumer.wait_http("/readyz", lambda status, body: status == 503 and "401" in str(body), timeout=30)
+    async with aiohttp.ClientSession() as session:
+        for authorization in (None, "Bearer wrong", f"Bearer {tokens['http']}"):
+            headers = {"Authorization": authorization} if authorization else {}
+            async with session.post(producer.url + "/messages", json={"payload": "x"}, headers=headers) as r:
+                await r.read()
+    bodies = []
+    for svc in (producer, consumer, *refused):
+        bodies += await http_bodies(svc, ENDPOINTS)
+    await cluster.stop()
+    key = embedded_env(secured.tls, secured.secret_key)["BROKER_TOKEN_SECRET_KEY"]
+    needles = {
+        key,
+        key.removeprefix("data:;base64,"),
+        secured.secret_key.hex(),
+        secured.token(secured.superuser),
+    }
+    needles |= set(tokens.values()) | {token.rsplit(".", 1)[-1] for token in tokens.values() if "." in token}
+    assert_absent(everything_written(broker, producer, consumer, *refused) + "\n".join(bodies), needles)

@@ -9,11 +9,14 @@ Errors are Pulsar's `{"reason": "..."}`. The stats helpers are shared with the M
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import WSCloseCode, web
 
+from broker import permissions
 from broker.outbox import Outbox
+from broker.permissions import guarded
 from broker.routing import Router, json_response
 from broker.state import STATE, BrokerState
 from broker.subscriptions import Subscription
@@ -248,21 +251,41 @@ async def namespaces_endpoint(request: web.Request, params: dict[str, str]) -> w
     return web.Response(status=204)
 
 
+def _by_method(read: str, write: str, delete: str | None = None) -> Callable[[web.Request], str]:
+    """The permission check of an endpoint whose methods Pulsar checks differently."""
+    return lambda request: {"GET": read, "DELETE": delete or write}.get(request.method, write)
+
+
 def register(router: Router) -> None:
-    router.add("GET", r"/admin/v2/tenants", tenants_endpoint)
-    router.add("GET,PUT,DELETE", rf"/admin/v2/tenants/(?P<tenant>{NAME})", tenants_endpoint)
-    router.add("GET", rf"/admin/v2/namespaces/(?P<tenant>{NAME})", namespaces_endpoint)
-    router.add(
+    """Every endpoint behind the check Pulsar makes for it (broker.permissions): with roles off
+    (no BROKER_TOKEN_SECRET_KEY) every authenticated caller passes them."""
+    add = router.add
+    add("GET", r"/admin/v2/tenants", guarded(tenants_endpoint, "tenants"))
+    add("GET,PUT,DELETE", rf"/admin/v2/tenants/(?P<tenant>{NAME})", guarded(tenants_endpoint, "tenant"))
+    add("GET", rf"/admin/v2/namespaces/(?P<tenant>{NAME})", guarded(namespaces_endpoint, "namespaces"))
+    add(
         "GET,PUT,DELETE",
         rf"/admin/v2/namespaces/(?P<tenant>{NAME})/(?P<namespace>{NAME})",
-        namespaces_endpoint,
+        guarded(namespaces_endpoint, _by_method("namespace_read", "namespace_change")),
     )
-    router.add("POST", TOPIC_PATH + r"/terminate", terminate_endpoint)
-    router.add("GET", r"/admin/v2/brokers/health", health, public=True)
-    router.add("GET", rf"/admin/v2/persistent/(?P<tenant>{NAME})/(?P<namespace>{NAME})", namespace_topics)
-    router.add("PUT,GET,DELETE", TOPIC_PATH, topic_endpoint)
-    router.add("GET", TOPIC_PATH + r"/stats", stats_endpoint)
-    router.add("GET", TOPIC_PATH + r"/subscriptions", subscriptions_endpoint)
-    router.add(
-        "DELETE", TOPIC_PATH + rf"/subscription/(?P<subscription>{NAME})", delete_subscription_endpoint
+    permissions.register(add, NAME, TOPIC_PATH)
+    add("POST", TOPIC_PATH + r"/terminate", guarded(terminate_endpoint, "terminate"))
+    # public: the route is open without BROKER_TOKEN_SECRET_KEY (probes), a superuser's with it
+    add("GET", r"/admin/v2/brokers/health", guarded(health, "health"), public=True)
+    add(
+        "GET",
+        rf"/admin/v2/persistent/(?P<tenant>{NAME})/(?P<namespace>{NAME})",
+        guarded(namespace_topics, "namespace_topics"),
+    )
+    add(
+        "PUT,GET,DELETE",
+        TOPIC_PATH,
+        guarded(topic_endpoint, _by_method("stats", "create_topic", "delete_topic")),
+    )
+    add("GET", TOPIC_PATH + r"/stats", guarded(stats_endpoint, "stats"))
+    add("GET", TOPIC_PATH + r"/subscriptions", guarded(subscriptions_endpoint, "subscriptions"))
+    add(
+        "DELETE",
+        TOPIC_PATH + rf"/subscription/(?P<subscription>{NAME})",
+        guarded(delete_subscription_endpoint, "unsubscribe"),
     )

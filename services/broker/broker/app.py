@@ -2,7 +2,9 @@
 
 Authentication (when `BROKER_AUTH_TOKEN` is set) covers every endpoint except
 `GET /admin/v2/brokers/health` and `GET /metrics`: probes and Prometheus need no secret, and
-neither answer contains one (metrics do name topics and subscriptions).
+neither answer contains one (metrics do name topics and subscriptions). With roles
+(`BROKER_TOKEN_SECRET_KEY`) the health check wants a superuser, as Pulsar's does; `/metrics`
+stays open (broker.permissions).
 """
 
 from __future__ import annotations
@@ -39,7 +41,12 @@ def create_app(settings: BrokerSettings) -> web.Application:
     app[STATE] = BrokerState(
         settings=settings,
         broker=broker,
-        auth=Authenticator(settings.broker_auth_token, settings.broker_otp_ttl_seconds),
+        auth=Authenticator(
+            settings.broker_auth_token,
+            settings.broker_otp_ttl_seconds,
+            secret_key=settings.secret_key(),
+            superusers=settings.superusers(),
+        ),
     )
     app[METRICS_REGISTRY] = make_registry(broker)
     router = Router()

@@ -19,6 +19,7 @@ from typing import Protocol
 import orjson
 from streampair.logs import get_logger
 
+from broker.grants import Permissions
 from broker.messages import CLOCK, Entry, encode_id, error_frame, ok_frame
 from broker.sessions import ProducerSession
 from broker.storage import Store, WriteBatch, row_id
@@ -73,6 +74,7 @@ class Broker:
         self.topics: dict[str, Topic] = {}
         self.tenants: set[str] = set(DEFAULT_TENANTS)
         self.namespaces: set[str] = set(DEFAULT_NAMESPACES)
+        self.permissions = Permissions()
         self.stats = Stats()
         self._next_topic_id = 1
         self._next_sub_id = 1
@@ -96,6 +98,8 @@ class Broker:
         acks = self.store.acks()
         for kind, name in self.store.names():
             (self.tenants if kind == "tenant" else self.namespaces).add(name)
+        for resource, role, actions in self.store.grants():
+            self.permissions.set(resource, role, tuple(orjson.loads(actions)))
         for row in self.store.topics():
             self.topics[row.name] = Topic(self, row.id, row.name, row.created_ms, row.last_seq)
             self.topics[row.name].terminated = row.terminated
@@ -191,6 +195,14 @@ class Broker:
         else:
             names.discard(name)
         self._batch.names.append((kind, name, present))
+        self._wake_commit()
+
+    def set_grant(self, resource: str, role: str, actions: tuple[str | None, ...] | None) -> None:
+        """Grant (or, with None, revoke) a role's actions on a namespace or topic, durably."""
+        self.permissions.set(resource, role, actions)
+        self._batch.grants.append(
+            (resource, role, None if actions is None else orjson.dumps(actions).decode())
+        )
         self._wake_commit()
 
     def terminate(self, topic: Topic) -> None:

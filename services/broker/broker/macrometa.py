@@ -13,6 +13,7 @@ from aiohttp import web
 from streampair.protocol import tenant_from_api_key
 
 from broker.admin import close_all, delete_topic, in_use, outboxes_of, topic_stats
+from broker.permissions import principal_of
 from broker.routing import Router, json_response
 from broker.state import STATE
 from broker.topics import Topic
@@ -152,7 +153,8 @@ async def clear_backlog(request: web.Request, params: dict[str, str]) -> web.Str
 
 
 async def issue_otp(request: web.Request, _: dict[str, str]) -> web.StreamResponse:
-    otp = request.app[STATE].auth.issue_otp()
+    # The OTP stands for whoever asked for it: never more than that caller may do.
+    otp = request.app[STATE].auth.issue_otp(principal_of(request))
     if otp is None:
         return fail(429, "too many outstanding one-time passwords")
     return json_response({"otp": otp})

@@ -14,10 +14,13 @@ from dataclasses import dataclass
 import orjson
 from aiohttp import web
 
+from broker.auth import PRINCIPAL
 from broker.state import STATE
 
 Handler = Callable[[web.Request, dict[str, str]], Awaitable[web.StreamResponse]]
 _SLASHES = re.compile(r"/{2,}")
+#: In every WebSocket path (Pulsar's /ws/v2, /ws/v3, Macrometa's /_ws/ws/v2).
+WS_MARK = "/ws/"
 
 
 @dataclass(frozen=True)
@@ -52,8 +55,11 @@ class Router:
             if request.method not in route.methods:
                 allowed = True
                 continue
-            if not route.public and not request.app[STATE].auth.check(request):
+            # A public route is still authenticated when it can be: its handler may want a role.
+            principal = request.app[STATE].auth.authenticate(request, websocket=WS_MARK in path)
+            if principal is None and not route.public:
                 return unauthorized(request, path)
+            request[PRINCIPAL] = principal
             params = {k: v for k, v in match.groupdict().items() if v is not None}
             return await route.handler(request, params)
         if allowed:
@@ -62,7 +68,8 @@ class Router:
 
 
 def unauthorized(request: web.Request, path: str) -> web.Response:
-    """401 without saying which credential was wrong (and never echoing one)."""
-    if "/ws/v2/" in path:
+    """401 without saying which credential was wrong (and never echoing one): Pulsar's text on
+    its paths, Macrometa's JSON on the others."""
+    if WS_MARK in path or path.startswith("/admin/"):
         return web.Response(status=401, text="Authentication required")
     return json_response({"error": True, "code": 401, "errorMessage": "unauthorized"}, 401)

@@ -1,8 +1,9 @@
 """Broker settings from the environment (`BROKER_*`, `LOG_LEVEL`, `LOG_FORMAT`).
 
-The broker refuses to listen beyond loopback without `BROKER_AUTH_TOKEN`: an open broker on a
-network lets anyone read and delete every stream. A private network where that is wanted (the
-docker-compose "lite" profile binds 0.0.0.0 inside its own network) says so explicitly with
+The broker refuses to listen beyond loopback without `BROKER_AUTH_TOKEN` or
+`BROKER_TOKEN_SECRET_KEY`: an open broker on a network lets anyone read and delete every stream.
+A private network where that is wanted (the docker-compose "lite" profile binds 0.0.0.0 inside
+its own network) says so explicitly with
 `BROKER_ALLOW_UNAUTHENTICATED=true`. `load_settings` turns a refusal into one line and exit 2.
 """
 
@@ -13,6 +14,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from broker.auth import TokenKeyError, load_secret_key
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost", "[::1]"})
 MIB = 1024 * 1024
@@ -28,6 +31,12 @@ class BrokerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore", frozen=True)
 
     broker_auth_token: SecretStr | None = None
+    #: Roles, as Pulsar's `tokenSecretKey`: `file:///path` (raw key bytes) or `data:;base64,<key>`;
+    #: HS256 JWTs signed with it authenticate as their `sub`.
+    broker_token_secret_key: SecretStr | None = None
+    #: Pulsar's `superUserRoles`: roles that may do anything (comma-separated). Checked even when
+    #: unset (validate_default): roles without a superuser could never be granted anything.
+    broker_superuser_roles: str = Field(default="", validate_default=True)
     broker_allow_unauthenticated: bool = False
     broker_port: Annotated[int, Field(ge=0, le=65535)] = 8080
     broker_data_dir: Path = Path("./.broker-data")
@@ -69,6 +78,35 @@ class BrokerSettings(BaseSettings):
             raise ValueError("must not be empty when set")
         return value
 
+    @field_validator("broker_token_secret_key")
+    @classmethod
+    def _secret_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            try:
+                load_secret_key(value.get_secret_value())
+            except TokenKeyError as error:
+                raise ValueError(str(error)) from None
+        return value
+
+    @field_validator("broker_superuser_roles")
+    @classmethod
+    def _superusers(cls, value: str, info: ValidationInfo) -> str:
+        roles = [r.strip() for r in value.split(",") if r.strip()]
+        if any(not r.isprintable() or any(c.isspace() for c in r) for r in roles):
+            raise ValueError("must be role names separated by commas (no spaces inside a role)")
+        if info.data.get("broker_token_secret_key") is not None and not roles:
+            raise ValueError(
+                "must name at least one role when BROKER_TOKEN_SECRET_KEY is set (who else would grant?)"
+            )
+        return ",".join(roles)
+
+    def secret_key(self) -> bytes | None:
+        key = self.broker_token_secret_key
+        return None if key is None else load_secret_key(key.get_secret_value())
+
+    def superusers(self) -> frozenset[str]:
+        return frozenset(r for r in self.broker_superuser_roles.split(",") if r)
+
     @field_validator("broker_host")
     @classmethod
     def _exposure(cls, value: str, info: ValidationInfo) -> str:
@@ -77,10 +115,11 @@ class BrokerSettings(BaseSettings):
             raise ValueError("must not be empty")
         if value in LOOPBACK_HOSTS:
             return value
-        if info.data.get("broker_auth_token") is None and not info.data.get("broker_allow_unauthenticated"):
+        secured = info.data.get("broker_auth_token") or info.data.get("broker_token_secret_key")
+        if not secured and not info.data.get("broker_allow_unauthenticated"):
             raise ValueError(
-                "refusing to listen beyond loopback without BROKER_AUTH_TOKEN "
-                "(set it, or BROKER_ALLOW_UNAUTHENTICATED=true on a private network)"
+                "refusing to listen beyond loopback without BROKER_AUTH_TOKEN or BROKER_TOKEN_SECRET_KEY "
+                "(set one, or BROKER_ALLOW_UNAUTHENTICATED=true on a private network)"
             )
         return value
 

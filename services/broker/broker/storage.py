@@ -37,6 +37,8 @@ CREATE TABLE IF NOT EXISTS acks(sub_id INTEGER NOT NULL, seq INTEGER NOT NULL,
     PRIMARY KEY(sub_id, seq)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS names(kind TEXT NOT NULL, name TEXT NOT NULL,
     PRIMARY KEY(kind, name)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS grants(resource TEXT NOT NULL, role TEXT NOT NULL, actions TEXT NOT NULL,
+    PRIMARY KEY(resource, role)) WITHOUT ROWID;
 """
 
 #: Columns added after schema version 1; an older database gets them at open.
@@ -92,6 +94,8 @@ class WriteBatch:
     messages: list[tuple[int, int, str | None, bytes | None, bytes, int, int]] = field(default_factory=list)
     #: (kind, name, present): tenants and namespaces created or deleted through the admin API.
     names: list[tuple[str, str, bool]] = field(default_factory=list)
+    #: (resource, role, actions as JSON or None to revoke): permissions set through the admin API.
+    grants: list[tuple[str, str, str | None]] = field(default_factory=list)
     terminated_topics: list[int] = field(default_factory=list)
     topic_last_seq: list[tuple[int, int]] = field(default_factory=list)  # (last_seq, topic_id)
     cursors: list[tuple[int, int, str, str, int]] = field(default_factory=list)
@@ -110,6 +114,7 @@ class WriteBatch:
             or self.trims
             or self.deleted_topics
             or self.names
+            or self.grants
             or self.terminated_topics
         )
 
@@ -155,6 +160,9 @@ class Store:
 
     def names(self) -> list[tuple[str, str]]:
         return list(self._db.execute("SELECT kind, name FROM names"))
+
+    def grants(self) -> list[tuple[str, str, str]]:
+        return list(self._db.execute("SELECT resource, role, actions FROM grants"))
 
     def subscriptions(self) -> list[SubscriptionRow]:
         rows = self._db.execute("SELECT id, topic_id, name, type, mark_delete FROM subscriptions ORDER BY id")
@@ -223,6 +231,14 @@ class Store:
                     db.execute("INSERT OR IGNORE INTO names(kind, name) VALUES(?, ?)", (kind, name))
                 else:
                     db.execute("DELETE FROM names WHERE kind = ? AND name = ?", (kind, name))
+            for resource, role, actions in batch.grants:
+                if actions is None:
+                    db.execute("DELETE FROM grants WHERE resource = ? AND role = ?", (resource, role))
+                else:
+                    db.execute(
+                        "INSERT OR REPLACE INTO grants(resource, role, actions) VALUES(?, ?, ?)",
+                        (resource, role, actions),
+                    )
             if batch.terminated_topics:
                 db.executemany(
                     "UPDATE topics SET terminated = 1 WHERE id = ?", [(t,) for t in batch.terminated_topics]

@@ -33,6 +33,7 @@ from broker.handshake import (
 )
 from broker.messages import CLOCK, decode_id_bytes, end_of_topic
 from broker.outbox import Outbox
+from broker.permissions import authorize
 from broker.sessions import ConsumerSession
 from broker.state import BrokerState
 from broker.subscriptions import Subscription
@@ -135,6 +136,7 @@ async def open_consumer(
     """Attach one consumer session per topic of `names` (one, or several for v3)."""
     broker = state.broker
     leader, type_, mode, earliest = consumer_session(request, state, names[0] if names else "", sub_name)
+    authorize(request, names, "consume")  # Pulsar's ConsumerHandler: after its parameters
     topics = []
     for name in names:
         tenant, namespace = name.split("://", 1)[1].split("/")[:2]

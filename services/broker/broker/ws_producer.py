@@ -24,6 +24,7 @@ from broker.handshake import (
 )
 from broker.messages import CLOCK, error_frame
 from broker.outbox import Outbox
+from broker.permissions import authorize
 from broker.sessions import ProducerSession
 from broker.state import BrokerState
 from broker.topics import Topic
@@ -64,6 +65,7 @@ def check_params(query: web.Request) -> str:
 async def open_producer(
     request: web.Request, state: BrokerState, name: str, namespace: str
 ) -> web.StreamResponse:
+    authorize(request, [name], "produce")  # Pulsar's ProducerHandler: before its parameters
     producer_name = check_params(request)
     broker = state.broker
     if not broker.namespace_exists(*namespace.split("/", 1)):

@@ -14,6 +14,7 @@ from broker.frames import Drop, java_b64decode, parse_command
 from broker.handshake import Refused, drop, finish, java_int, new_socket, serve, too_big
 from broker.messages import CLOCK, decode_id_bytes, end_of_topic
 from broker.outbox import Outbox
+from broker.permissions import authorize
 from broker.sessions import ReaderSession
 from broker.state import BrokerState
 from broker.topics import Topic
@@ -46,6 +47,7 @@ async def open_reader(
         queue_size = min(java_int(query["receiverQueueSize"], status=500), MAX_RECEIVER_QUEUE)
         if queue_size < 0:
             raise Refused(500, "Failed to create reader: receiverQueueSize needs to be >= 0")
+    authorize(request, [name], "consume")  # Pulsar's ReaderHandler: after receiverQueueSize
     broker = state.broker
     if not broker.namespace_exists(*namespace.split("/", 1)):
         raise Refused(500, 'Failed to create reader: {"errorMsg":"Namespace not found"}')

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from streampair.backoff import Backoff, jittered, retry
 from streampair.connection import ConnectionState
 from streampair.consumer import Consumer
-from streampair.errors import NamespaceNotFound, StreamError, StreamNotFound, SubscriptionBusy
+from streampair.errors import NamespaceNotFound, StreamError, StreamNotFound, SubscriptionBusy, Unauthorized
 from streampair.logs import get_logger
 from streampair.processing import Processor
 from streampair.runtime import Role, ServiceExit, ServiceStatus
@@ -56,6 +56,8 @@ class StandbyLoop:
         self.rejections = 0
         self.became_active_at: float | None = None
         self._busy_said = False
+        #: The last refusal of our credentials said at warning level: a repeat is debug (no log storm).
+        self._refusal_said: str | None = None
         self._delays = StandbyDelay(
             base=0.1, cap=settings.reconnect_max_seconds, period=settings.standby_retry_seconds
         )
@@ -129,6 +131,7 @@ class StandbyLoop:
             await self.consumer.connect()
         self._delays.reset()
         self._busy_said = False
+        self._refusal_said = None
         async for message in self.consumer:
             await self.processor.process(message)  # acks, retries or dead-letters; never raises
             if stopping.is_set():
@@ -145,7 +148,14 @@ class StandbyLoop:
     def _waiting(self, error: StreamError, delay: float) -> None:
         if not isinstance(error, SubscriptionBusy):
             self._report("connecting", connected=False, error=str(error))
-            log.warning("subscribe_failed", error=str(error), retry_in=round(delay, 3))
+            # A refused credential is said once (it is retried every 5 s until a rotated token or a
+            # grant fixes it); /readyz and the attempts metric go on telling.
+            repeated = isinstance(error, Unauthorized) and str(error) == self._refusal_said
+            (log.debug if repeated else log.warning)(
+                "subscribe_failed", error=str(error), retry_in=round(delay, 3)
+            )
+            if isinstance(error, Unauthorized):
+                self._refusal_said = str(error)
             return
         self._count_rejection()
         # The broker answered: a standby can take over, so it is connected and Ready.
