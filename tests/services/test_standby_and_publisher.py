@@ -60,6 +60,8 @@ async def test_one_holds_the_subscription_the_other_waits_then_takes_over(ws: st
     assert second.handler.tracker.gaps == 0
     stop2.set()
     await run2
+    await first.connector.close()
+    await second.connector.close()
 
 
 async def test_on_busy_exit_ends_with_status_3(ws: str) -> None:
@@ -73,6 +75,8 @@ async def test_on_busy_exit_ends_with_status_3(ws: str) -> None:
     assert info.value.code == EXIT_BUSY and refused.loop.rejections == 1
     stop.set()
     await held
+    await holder.connector.close()
+    await refused.connector.close()
 
 
 async def test_a_message_the_handler_cannot_take_is_dead_lettered_and_the_loop_goes_on(ws: str) -> None:
@@ -89,6 +93,7 @@ async def test_a_message_the_handler_cannot_take_is_dead_lettered_and_the_loop_g
     assert svc.processor.handler_errors == 2 and svc.status.role == "active"
     stop.set()
     await run
+    await svc.connector.close()
 
 
 async def test_publisher_numbers_messages_and_drains_on_stop(ws: str) -> None:
