@@ -1,14 +1,16 @@
-"""Fixtures shared by every suite: loopback servers that stop by themselves."""
+"""Fixtures shared by every suite: loopback servers that stop by themselves, and the session's
+real Apache Pulsar for the tests marked `pulsar` (one for tests/conformance and tests/binary)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 from aiohttp import web
 
 from harness import Cluster, serve_app
+from harness.pulsar import PulsarEndpoints, pulsar_endpoints
 
 
 @pytest.fixture
@@ -24,3 +26,15 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
         yield c
     finally:
         await c.stop()
+
+
+@pytest.fixture(scope="session")
+def pulsar() -> Iterator[PulsarEndpoints]:
+    """A real Pulsar for the whole session; started (and stopped) only if a pulsar test runs."""
+    with pulsar_endpoints() as endpoints:
+        yield endpoints
+
+
+@pytest.fixture(scope="session")
+def pulsar_url(pulsar: PulsarEndpoints) -> str:
+    return pulsar.http

@@ -142,7 +142,7 @@ class BinaryTransport:
             failure = error_for_exception(error, role)
             if isinstance(failure, Unauthorized):
                 failure = self.connector.explained(failure, role)
-            elif isinstance(failure, BrokerUnavailable) and "Timeout" in str(failure):
+            elif isinstance(failure, BrokerUnavailable) and "(Timeout)" in str(failure):
                 failure = await self._why_timeout(role, failure)
             self.connector.count_attempt(role, where, failure)
             raise failure from None
@@ -164,7 +164,9 @@ class BinaryTransport:
             return self.connector.explained(refused, role)
         except StreamError:
             pass
-        return BrokerUnavailable(503, f"cannot reach {self.config.url}: {failure}")
+        return BrokerUnavailable(
+            503, f"cannot reach {self.config.url} within {self.config.connect_timeout_seconds:g} s: {failure}"
+        )
 
     async def open_producer(
         self, options: ProducerOptions, events: ProducerEvents, generation: int

@@ -75,7 +75,11 @@ def error_for_result(result: Any, role: str, detail: str = "") -> HandshakeError
     text = " ".join(detail.split())[:300]
     if name == "TopicTerminated":
         text = f"topic terminated{': ' + text if text else ''}"  # errors.TopicTerminated by its words
-    return error_for_status(status, role, text, refused=f"{role} refused by the broker ({name})")
+    if name in ("Timeout", "ConnectError"):  # nobody answered: no refusal to speak of
+        opening = f"{role}: no answer from the broker ({name})"
+    else:
+        opening = f"{role} refused by the broker ({name})"
+    return error_for_status(status, role, text, refused=opening)
 
 
 def error_for_exception(error: BaseException, role: str) -> StreamError:

@@ -26,7 +26,7 @@ import base64
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -37,7 +37,7 @@ from broker.testing import running_broker
 from streampair.config import ClientConfig
 from streampair.connection import Connector
 
-from harness.pulsar import PulsarEndpoints, pulsar_endpoints
+from harness.pulsar import PulsarEndpoints
 
 T = TypeVar("T")
 Frame = dict[str, Any]
@@ -140,18 +140,6 @@ class Target:
             assert response.status == 200, (response.status, await response.text())
             body: Frame = await response.json(content_type=None)
             return body
-
-
-@pytest.fixture(scope="session")
-def pulsar() -> Iterator[PulsarEndpoints]:
-    """A real Pulsar for the whole session; started (and stopped) only if a pulsar test runs."""
-    with pulsar_endpoints() as endpoints:
-        yield endpoints
-
-
-@pytest.fixture(scope="session")
-def pulsar_url(pulsar: PulsarEndpoints) -> str:
-    return pulsar.http
 
 
 @pytest.fixture
