@@ -28,7 +28,6 @@ import contextlib
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -82,15 +81,47 @@ _TYPES = {
 }
 
 
-@dataclass(slots=True)
 class BinaryMessage(Message):
-    """A message delivered over the binary protocol; `native` is pulsar-client's, for acks."""
+    """A message delivered over the binary protocol; `native` is pulsar-client's, for acks.
 
-    native: Any = field(default=None, repr=False, compare=False)
+    `id` and `publish_time` are computed on first use (about 1 us each): a consumer that never
+    logs them does not pay for them on every message."""
 
+    __slots__ = ("_id", "_publish_time", "native")
 
-def _time(millis: int) -> datetime | None:
-    return datetime.fromtimestamp(millis / 1000, UTC) if millis else None
+    def __init__(self, native: Any, connection: int) -> None:  # no super().__init__: lazy fields
+        self.native = native
+        self.data = native.data()
+        self.properties = native.properties()
+        self.key = native.partition_key() or None
+        self.redelivery_count = native.redelivery_count()
+        self.connection = connection
+        self._id: str | None = None
+        self._publish_time: datetime | bool | None = False  # False: not computed yet
+
+    @property
+    def id(self) -> str:
+        if self._id is None:
+            self._id = message_id_text(self.native.message_id())
+        return self._id
+
+    @id.setter
+    def id(self, value: str) -> None:
+        self._id = value
+
+    @property
+    def publish_time(self) -> datetime | None:
+        if self._publish_time is False:
+            millis = self.native.publish_timestamp()
+            self._publish_time = datetime.fromtimestamp(millis / 1000, UTC) if millis else None
+        return self._publish_time  # type: ignore[return-value]
+
+    @publish_time.setter
+    def publish_time(self, value: datetime | None) -> None:
+        self._publish_time = value
+
+    def __repr__(self) -> str:
+        return f"BinaryMessage(id={self.id!r}, data={self.data[:60]!r}, properties={self.properties!r})"
 
 
 class BinaryTransport:
@@ -442,16 +473,7 @@ class BinarySubscriber(_Channel):
             self._fail(ConnectionLost(f"{self.kind} closed ({result_name(result)})"))
             assert self._error is not None
             raise self._error
-        return BinaryMessage(
-            id=message_id_text(native.message_id()),
-            data=native.data(),
-            properties=native.properties(),
-            key=native.partition_key() or None,
-            publish_time=_time(native.publish_timestamp()),
-            redelivery_count=native.redelivery_count(),
-            connection=self.generation,
-            native=native,
-        )
+        return BinaryMessage(native, self.generation)
 
     def _fail(self, error: ConnectionLost) -> None:
         if self._error is None:

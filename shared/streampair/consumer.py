@@ -249,7 +249,10 @@ class Consumer(_Subscriber):
 
     async def ack(self, message: Message) -> bool:
         """Acknowledge; False if the delivering connection is gone (the broker will redeliver)."""
-        sent = await self._settle(message, ack=True)
+        channel = self._channel  # (inlined _settle: this runs once per message)
+        if channel is None or message.connection != channel.generation:
+            return False
+        sent = await channel.ack(message)
         if sent:
             metrics.MESSAGES_ACKED.inc()
         return sent
