@@ -15,7 +15,8 @@ Scenarios:
 - `pulsar_sigkill`: a real Apache Pulsar standalone (`bench.chaos_pulsar`, started once) is
   `kill -9`ed 10 times under 500 msg/s and restarted each time on the same data and ports; one
   Exclusive consumer. Reported as skipped (not failed) where Pulsar cannot run (no Java 17+,
-  no jars and no Maven to fetch them, or the fetch fails).
+  no jars and no Maven to fetch them, or the fetch fails). `pulsar_sigkill_binary`: the same
+  with the services on Pulsar's binary protocol (`pulsar://`).
 
 How the published set is known: the producer service logs `published` with its `seq` for every
 message the broker acknowledged (PUBLISH_INTERVAL_SECONDS > 0 keeps per-message logs on). A
@@ -73,6 +74,7 @@ PULSAR_KILLS = 2 if QUICK else 10
 PULSAR_RATE_INTERVAL = "0.002"  # 500 msg/s
 
 FAST_RECOVERY = {"RECONNECT_MAX_SECONDS": "0.5"}
+PROTOCOLS = {"websocket": "WebSocket API", "binary": "binary protocol"}
 
 
 @dataclass
@@ -386,8 +388,8 @@ async def slow_consumer(cluster: Cluster) -> Outcome:
     return out
 
 
-async def pulsar_sigkill(cluster: Cluster) -> Outcome:
-    out = Outcome("pulsar_sigkill")
+async def pulsar_sigkill(cluster: Cluster, transport: str = "websocket") -> Outcome:
+    out = Outcome("pulsar_sigkill" if transport == "websocket" else f"pulsar_sigkill_{transport}")
     reason = chaos_pulsar.unavailable()
     if reason is not None:
         out.extra["skipped"] = reason
@@ -410,7 +412,14 @@ async def pulsar_sigkill(cluster: Cluster) -> Outcome:
             out.extra["skipped"] = f"the Pulsar jars could not be fetched: {error}"
             return out
         # One fresh standalone per scenario, so the topic and the subscription are new.
-        cluster.stream_env.update(STREAM_URL=pulsar.ws_url, STREAM_NAME="chaos-pulsar-sigkill")
+        if transport == "binary":
+            where = {
+                "STREAM_URL": pulsar.binary_url,
+                "STREAM_ADMIN_URL": f"http://127.0.0.1:{pulsar.web_port}",
+            }
+        else:
+            where = {"STREAM_URL": pulsar.ws_url}
+        cluster.stream_env.update(**where, STREAM_NAME="chaos-pulsar-sigkill")
         consumer = await cluster.start_consumer("consumer-1", **FAST_RECOVERY, LOG_PAYLOADS="true")
         # First: a new Pulsar subscription starts at the end of the topic.
         await consumer.wait_for(is_event("subscribed"), timeout=60)
@@ -440,8 +449,8 @@ async def pulsar_sigkill(cluster: Cluster) -> Outcome:
             max_healthy_to_first_delivery_s=round(max(after_healthy), 3),
             pulsar_jvm_peak_rss_mb=round(max(jvm_rss, default=0.0), 1),
             note=(
-                "Apache Pulsar 4.0.7 standalone (WebSocket API); max_takeover_s: kill -9 to the first "
-                "delivery after the restart (includes the JVM start); peak_rss_mb: our processes only"
+                f"Apache Pulsar 4.0.7 standalone ({PROTOCOLS[transport]}); max_takeover_s: kill -9 to the "
+                "first delivery after the restart (includes the JVM start); peak_rss_mb: our processes only"
             ),
         )
         return out
@@ -497,6 +506,7 @@ SCENARIOS: list[tuple[str, Callable[[Cluster], Awaitable[Outcome]]]] = [
     ("proxy_freeze", lambda c: proxy_fault(c, "freeze")),
     ("slow_consumer", slow_consumer),
     ("pulsar_sigkill", pulsar_sigkill),
+    ("pulsar_sigkill_binary", lambda c: pulsar_sigkill(c, "binary")),
 ]
 
 

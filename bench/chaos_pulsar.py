@@ -76,6 +76,10 @@ class ChaosPulsar:
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.web_port}"
 
+    @property
+    def binary_url(self) -> str:
+        return self.standalone.binary_url
+
     async def start(self) -> float:
         """First start (fetches the jars if needed); seconds to healthy."""
         try:

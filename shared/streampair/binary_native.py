@@ -23,6 +23,7 @@ import contextlib
 import math
 import os
 import re
+import ssl
 import threading
 import weakref
 from collections.abc import Callable
@@ -227,7 +228,7 @@ class SharedClient:
             connection_timeout_ms=max(1000, int(key.timeout * 1000)),
             io_threads=1,
             message_listener_threads=1,
-            tls_trust_certs_file_path=str(key.ca_bundle) if key.ca_bundle else None,
+            tls_trust_certs_file_path=str(key.ca_bundle or system_ca_file() or "") or None,
             tls_validate_hostname=True,  # False by default in pulsar-client
             tls_allow_insecure_connection=False,
             logger=native_logger(),
@@ -270,6 +271,16 @@ class _CloseCallback:
 
     def __call__(self, result: Any) -> None:  # a C++ thread
         self.called.set()
+
+
+def system_ca_file() -> str | None:
+    """The system's CA bundle (as the WebSocket transport trusts through `ssl`); None: pulsar-client
+    falls back to certifi's."""
+    paths = ssl.get_default_verify_paths()
+    for candidate in (paths.cafile, paths.openssl_cafile):
+        if candidate and os.path.isfile(candidate):
+            return candidate
+    return None
 
 
 _clients: dict[_Key, SharedClient] = {}

@@ -244,21 +244,7 @@ class Producer:
             await channel.close(1.0)
         self._connected.clear()
         self._state_changed()
-        pending, self._pending = self._pending, {}
-        for p in pending.values():
-            self._window.release()
-            if p.future.done():
-                continue
-            if p.sent_on >= 0:
-                metrics.PUBLISH_ERRORS.labels(reason="unconfirmed").inc()
-                p.future.set_exception(
-                    SendUnconfirmed(
-                        "producer closed before the broker answered; the message may have been published"
-                    )
-                )
-            else:
-                metrics.PUBLISH_ERRORS.labels(reason="closed").inc()
-                p.future.set_exception(ConnectionLost("producer closed before the message was sent"))
+        self._fail_all(None)
 
     # -- what channels tell us (transport.ProducerEvents) ------------------------------------
 
@@ -417,10 +403,21 @@ class Producer:
                     )
                     pending.future.set_exception(SendTimeout(text, written=written))
 
-    def _fail_all(self, error: StreamError) -> None:
+    def _fail_all(self, error: StreamError | None) -> None:
+        """Fail everything unanswered with `error`, or (None: closing) with `SendUnconfirmed` if it
+        was written (it may have been published) and `ConnectionLost` if it was not."""
         pending, self._pending = self._pending, {}
         for p in pending.values():
             self._window.release()
-            if not p.future.done():
-                metrics.PUBLISH_ERRORS.labels(reason=type(error).__name__.lower()[:32]).inc()
-                p.future.set_exception(error)
+            if p.future.done():
+                continue
+            failure = error
+            if failure is None and p.sent_on >= 0:
+                failure = SendUnconfirmed(
+                    "producer closed before the broker answered; the message may have been published"
+                )
+            elif failure is None:
+                failure = ConnectionLost("producer closed before the message was sent")
+            reason = {SendUnconfirmed: "unconfirmed", ConnectionLost: "closed"}.get(type(failure))
+            metrics.PUBLISH_ERRORS.labels(reason=reason or type(failure).__name__.lower()[:32]).inc()
+            p.future.set_exception(failure)

@@ -134,8 +134,9 @@ def test_network_policy(overlay: str) -> None:
     assert ingress["ports"] == [{"protocol": "TCP", "port": 8000}]
     dns, broker = spec["egress"]
     assert {p["port"] for p in dns["ports"]} == {53}
-    expected_port = 443 if overlay == "macrometa" else 8080
-    assert broker["ports"] == [{"protocol": "TCP", "port": expected_port}]
+    # Pulsar: the binary protocol (6650) and the admin REST API (8080); Macrometa: HTTPS
+    expected_ports = [443] if overlay == "macrometa" else [8080, 6650]
+    assert broker["ports"] == [{"protocol": "TCP", "port": port} for port in expected_ports]
     if overlay == "demo":
         assert broker["to"] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "pulsar"}}}]
     if overlay == "pulsar-cluster":
@@ -150,19 +151,25 @@ def config(objs: list[dict[str, Any]]) -> dict[str, str]:
 
 def test_demo_overlay_runs_pulsar() -> None:
     objs = objects("overlays/demo")
-    assert config(objs)["STREAM_URL"] == "ws://pulsar:8080"
+    assert config(objs)["STREAM_URL"] == "pulsar://pulsar:6650"
+    assert config(objs)["STREAM_ADMIN_URL"] == "http://pulsar:8080"
     pulsar = find(objs, "StatefulSet", "pulsar")
     (container,) = pulsar["spec"]["template"]["spec"]["containers"]
     assert container["image"].startswith("apachepulsar/pulsar:4.0.")
     assert container["command"][:2] == ["bin/pulsar", "standalone"]
+    # binary clients connect to what the broker advertises after the lookup: the pod, not "localhost"
+    assert container["command"][-2:] == ["--advertised-address", "$(POD_IP)"]
+    (pod_ip,) = [e for e in container["env"] if e["name"] == "POD_IP"]
+    assert pod_ip["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
     assert pulsar["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "data"
-    assert find(objs, "Service", "pulsar")["spec"]["ports"][0]["port"] == 8080
+    assert [p["port"] for p in find(objs, "Service", "pulsar")["spec"]["ports"]] == [8080, 6650]
     assert {o["kind"] for o in objs} >= {"PodMonitor", "PrometheusRule"}
 
 
 def test_pulsar_cluster_overlay() -> None:
     objs = objects("overlays/pulsar-cluster")
-    assert config(objs)["STREAM_URL"] == "ws://pulsar-proxy.pulsar.svc:80"
+    assert config(objs)["STREAM_URL"] == "pulsar://pulsar-proxy.pulsar.svc:6650"
+    assert config(objs)["STREAM_ADMIN_URL"] == "http://pulsar-proxy.pulsar.svc:80"
     assert not [o for o in objs if o["kind"] == "StatefulSet"]
     for name in ("producer", "consumer"):
         env = find(objs, "Deployment", name)["spec"]["template"]["spec"]["containers"][0]["env"]
