@@ -85,7 +85,8 @@ async def publish(spec: dict[str, Any]) -> dict[str, Any]:
                     await asyncio.sleep(delay)
             props = {"sent_ns": str(time.time_ns())}
             futures.append(await producer.send_async(payload, props))
-        await asyncio.gather(*futures)
+        for future in futures:  # answered in order: cheaper than gather()'s callback per future
+            await future
         seconds = time.monotonic() - t0
         return {
             "sent": count,

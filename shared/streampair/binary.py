@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from typing import Any
 
 import _pulsar  # type: ignore[import-not-found]
@@ -79,7 +79,7 @@ class BinaryTransport:
         return None  # the C++ producer checks the broker's maxMessageSize itself (MessageTooBig)
 
     def encode(
-        self, data: bytes, context: str, properties: dict[str, str] | None, key: str | None
+        self, data: bytes, context: str, properties: Mapping[str, str] | None, key: str | None
     ) -> tuple[Any, int]:
         return (data, properties, key), len(data)
 

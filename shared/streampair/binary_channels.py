@@ -148,8 +148,8 @@ class BinaryProducer(_Channel):
         data, properties, key = outgoing
         builder = _pulsar.MessageBuilder()
         builder.content(data)
-        if properties:
-            builder.properties(properties)
+        if properties:  # pybind11 converts a dict (any other mapping: copied into one)
+            builder.properties(properties if type(properties) is dict else dict(properties))
         if key is not None:
             builder.partition_key(key)
         done, loop, size = self._done, self._loop, len(data)

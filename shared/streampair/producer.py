@@ -199,7 +199,7 @@ class Producer:
                 len(data),
                 propagate_context=propagate_trace,
             )
-        outgoing, size = self._transport.encode(data, context, dict(properties) if properties else None, key)
+        outgoing, size = self._transport.encode(data, context, properties, key)
         limit = self.max_frame_bytes
         if limit is not None and size > limit:
             self._window.release()

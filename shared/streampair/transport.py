@@ -34,6 +34,7 @@ because it was closed answers `ConnectionLost`: the facade keeps that message fo
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -170,7 +171,7 @@ class Transport(Protocol):
         ...
 
     def encode(
-        self, data: bytes, context: str, properties: dict[str, str] | None, key: str | None
+        self, data: bytes, context: str, properties: Mapping[str, str] | None, key: str | None
     ) -> tuple[Any, int]:
         """A message ready for `ProducerChannel.write` (kept for resends) and its size in bytes."""
         ...

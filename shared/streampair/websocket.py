@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
@@ -45,7 +46,7 @@ class WebSocketTransport:
         return self.connector.config.max_frame_bytes
 
     def encode(
-        self, data: bytes, context: str, properties: dict[str, str] | None, key: str | None
+        self, data: bytes, context: str, properties: Mapping[str, str] | None, key: str | None
     ) -> tuple[Any, int]:
         frame = protocol.send_frame(data, context, properties, key)
         return frame, len(frame)  # the frame is ASCII: characters are bytes
