@@ -36,7 +36,13 @@ import pulsar  # type: ignore[import-untyped]
 import pulsar.asyncio as pulsar_aio  # type: ignore[import-untyped]
 
 from streampair.config import ClientConfig
-from streampair.errors import CertificateError, HandshakeError, StreamError, error_for_status
+from streampair.errors import (
+    BrokerUnavailable,
+    CertificateError,
+    HandshakeError,
+    StreamError,
+    error_for_status,
+)
 from streampair.logs import get_logger
 
 log = get_logger("streampair.binary")
@@ -80,6 +86,10 @@ def error_for_result(result: Any, role: str, detail: str = "") -> HandshakeError
         opening = f"{role}: no answer from the broker ({name})"
     else:
         opening = f"{role} refused by the broker ({name})"
+    if status == 503 and name != "TopicTerminated":
+        # The result says it all: the words of a connection error must not pass for a refusal
+        # (error_for_status reads "terminated" in a 503's text as a terminated topic).
+        return BrokerUnavailable(status, opening + (f": {text}" if text else ""))
     return error_for_status(status, role, text, refused=opening)
 
 

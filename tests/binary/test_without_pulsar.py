@@ -64,6 +64,9 @@ def test_the_brokers_words_pick_the_finer_class() -> None:
     missing = error_for_result(pulsar.Result.TopicNotFound, "producer", "Namespace not found")
     assert isinstance(missing, NamespaceNotFound) and "STREAM_NAMESPACE" in str(missing)
     assert isinstance(error_for_result(pulsar.Result.TopicTerminated, "producer"), TopicTerminated)
+    # ...but a connection error's words never make a retryable failure final
+    cut = error_for_result(pulsar.Result.ConnectError, "consumer", "Connection terminated by peer")
+    assert type(cut) is BrokerUnavailable and cut.retryable
 
 
 def test_message_ids_round_trip_and_read_the_websocket_form() -> None:
