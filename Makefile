@@ -5,7 +5,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 
-.PHONY: help venv lint typecheck test test-pulsar e2e-docker e2e-images demo demo-reset bench chaos clean
+.PHONY: help venv lint typecheck test test-pulsar e2e-docker e2e-images demo demo-reset bench chaos clean \
+	e2e-k8s e2e-k8s-api k8s-build k8s-up k8s-down k8s-status
 
 help:
 	@echo "make demo         embedded broker + producer + two consumers, as processes"
@@ -17,6 +18,8 @@ help:
 	@echo "make chaos        fault-injection suite -> bench/results/chaos.json"
 	@echo "make e2e-docker   docker compose up --scale consumer=N for real: Pulsar, lite, Macrometa (root, Linux)"
 	@echo "make e2e-images   the service images and the Pulsar image -> .cache/e2e/images.tar"
+	@echo "make e2e-k8s      the demo overlay on a real one-node Kubernetes (root; builds it once, minutes)"
+	@echo "make e2e-k8s-api  every overlay against a real kube-apiserver (dry-run=server, Pod Security)"
 	@echo "make clean        remove the environments and tool caches (keeps .cache: Pulsar jars, images, demo data)"
 
 $(UV):
@@ -58,6 +61,28 @@ bench: venv
 
 chaos: venv
 	$(PY) -m bench.chaos
+
+# Real Kubernetes (scripts/e2e/k8s/README.md). Binaries are built once per version into .cache/k8s;
+# e2e-images rebuilds the image archive only when the sources changed (a no-op otherwise).
+E2E_IMAGES := .cache/e2e/images.tar
+
+e2e-k8s: e2e-images
+	scripts/e2e/k8s/e2e.sh $(E2E_IMAGES)
+
+e2e-k8s-api:
+	scripts/e2e/k8s/api-check.sh
+
+k8s-build:
+	scripts/e2e/k8s/build.sh
+
+k8s-up: e2e-images
+	scripts/e2e/k8s/up.sh $(E2E_IMAGES)
+
+k8s-down:
+	scripts/e2e/k8s/down.sh
+
+k8s-status:
+	scripts/e2e/k8s/status.sh
 
 clean:
 	rm -rf $(VENV) .venv-tools .pytest_cache .mypy_cache .ruff_cache

@@ -23,7 +23,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
-from bench import chart, report, targets
+from bench import chart, report, targets, tracing
 from bench.config import BenchConfig
 
 
@@ -65,6 +65,7 @@ async def run(cfg: BenchConfig) -> dict[str, Any]:
     try:
         async with asyncio.timeout(cfg.deadline_seconds):
             columns["embedded"] = await targets.embedded(cfg, progress)
+            results["tracing"] = await tracing.run(cfg, progress)  # tracing on next to off (issue #17)
             if cfg.pulsar:
                 columns.update(await targets.pulsar(cfg, progress))
             else:
@@ -77,7 +78,8 @@ async def run(cfg: BenchConfig) -> dict[str, Any]:
         results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     for name in report.COLUMNS:
         columns.setdefault(name, {"unavailable": results.get("incomplete", "not run")})
-    return report.finalize(results)
+    tracing.finalize(report.finalize(results))
+    return results
 
 
 def main() -> int:
@@ -99,6 +101,8 @@ def main() -> int:
     path = report.write_json(results)
     png = chart.write_chart(results)
     print(report.table(results))
+    print()
+    print(tracing.table(results))
     print()
     print(f"results: {path.relative_to(report.RESULTS.parent.parent)}", end="")
     print(

@@ -24,6 +24,15 @@ EVENTS: dict[str, re.Pattern[str]] = {
 }
 
 
+#: A seq our producer writes: ASCII digits, not too many ("²".isdigit() is True).
+SEQ = re.compile(r"[0-9]{1,18}")
+
+
+def kind_of(event: str) -> str | None:
+    """The EVENTS name whose pattern matches a log line's `event`, or None."""
+    return next((name for name, pattern in EVENTS.items() if pattern.search(event)), None)
+
+
 # ----------------------------------------------------------------------------- consumer logs, followed
 @dataclass(frozen=True)
 class Event:
@@ -32,8 +41,7 @@ class Event:
     record: dict[str, Any]
 
     def kind(self) -> str | None:
-        event = str(self.record.get("event", ""))
-        return next((name for name, pattern in EVENTS.items() if pattern.search(event)), None)
+        return kind_of(str(self.record.get("event", "")))
 
 
 def parse_docker_time(stamp: str) -> float:
@@ -120,7 +128,7 @@ def sequence_report(events: Iterable[Event]) -> tuple[int, int, int, int]:
     for event in events:
         props = event.record.get("properties") or {}
         seq = str(props.get("seq", ""))
-        if seq.isdigit():
+        if SEQ.fullmatch(seq):  # a forged "²" or 5,000 digits is no seq of ours
             per_producer.setdefault(str(props.get("producer_id")), []).append(int(seq))
     total = gaps = duplicates = high = 0
     for seqs in per_producer.values():

@@ -21,11 +21,12 @@
 #   4. builds the three service images with `docker compose build` from the project's Dockerfile,
 #      unchanged, and runs the stories (scripts/e2e/stories.py) for the default stack (Apache Pulsar),
 #      compose/lite.yml (embedded broker) and compose/macrometa.yml (against the embedded broker in its
-#      Macrometa dialect, with a throw-away API key).
+#      Macrometa dialect, with a throw-away API key), and compose/lite.yml with compose/tracing.yml
+#      (Jaeger v2: a message's trace holds the producer's and the consumer's spans).
 # The last line is a one-line summary; the exit status is non-zero when any check failed.
 #
 # Environment (all optional):
-#   E2E_VARIANTS="pulsar lite macrometa"   which stacks to run
+#   E2E_VARIANTS="pulsar lite macrometa tracing"   which stacks to run
 #   E2E_DEBIAN_MIRROR=http://deb.debian.org/debian   for debootstrap (stand-in base image only)
 #   E2E_PULL_TIMEOUT=120                   seconds for one `docker pull` attempt
 set -euo pipefail
@@ -44,7 +45,7 @@ export DOCKER_BUILDKIT=1
 COMPOSE_VERSION=v2.40.3
 COMPOSE_MIN=2.24.4               # `!reset` / `!override` in compose/*.yml
 PULL_TIMEOUT="${E2E_PULL_TIMEOUT:-120}"
-VARIANTS="${E2E_VARIANTS:-pulsar lite macrometa}"
+VARIANTS="${E2E_VARIANTS:-pulsar lite macrometa tracing}"
 STANDIN_LABEL=org.streampair.e2e.standin   # value: hash of the recipe that made the stand-in
 # The compose network's bridge gets a name of our own (scripts/e2e/compose.e2e.yml), one per checkout.
 E2E_BRIDGE="spe2e$(printf %s "$ROOT" | sha256sum | cut -c1-8)"
@@ -275,6 +276,7 @@ recipe_hash() {  # kind, image
     declare -f "standin_$kind"
     [[ -d "$HERE/standins/$kind" ]] && find "$HERE/standins/$kind" -type f -print0 | sort -z | xargs -0 cat
     [[ $kind == pulsar ]] && cat "$ROOT/scripts/pulsar/pom.xml"
+    [[ $kind == jaeger ]] && cat "$ROOT/scripts/jaeger-local"
     [[ $kind == python ]] && cat /usr/local/share/ca-certificates/*.crt 2>/dev/null
     # built FROM the Debian base: a new base makes them again
     [[ $kind == prometheus || $kind == pulsar ]] && docker image inspect -f '{{.Id}}' python:3.11-slim-bookworm
@@ -291,6 +293,7 @@ kind_of() {
     python:3.11-slim-bookworm) echo python ;;
     prom/prometheus:*) echo prometheus ;;
     apachepulsar/pulsar:*) echo pulsar ;;
+    jaegertracing/jaeger:*) echo jaeger ;;
     grafana/grafana:*) echo none ;;
     *) echo unknown ;;
   esac
@@ -331,11 +334,16 @@ resolve_image() {
   say "image $image: stand-in made in $((SECONDS - t)) s"
 }
 
+# Kinds of image a command does not need (Jaeger: only the tracing variant runs it; its stand-in needs a
+# Jaeger build, minutes on a cold machine).
+SKIP_KINDS=""
+
 resolve_images() {
   local images image kind
   images="$(third_party_images)"
   # bases first: the other stand-ins are built FROM the python one
-  for kind in frontend uv python prometheus pulsar none unknown; do
+  for kind in frontend uv python prometheus pulsar jaeger none unknown; do
+    [[ " $SKIP_KINDS " == *" $kind "* ]] && continue
     for image in $images; do
       [[ "$(kind_of "$image")" == "$kind" ]] && resolve_image "$image"
     done
@@ -361,6 +369,8 @@ compose_files() {  # variant -> the compose files, one a line
     pulsar) ;;
     lite) files+=("$ROOT/compose/lite.yml" "$HERE/compose.e2e-lite.yml") ;;
     macrometa) files+=("$ROOT/compose/macrometa.yml" "$HERE/compose.gdn.yml") ;;
+    tracing) files+=("$ROOT/compose/lite.yml" "$HERE/compose.e2e-lite.yml" "$ROOT/compose/tracing.yml"
+      "$HERE/compose.e2e-tracing.yml") ;;
     *) die "unknown variant $1" ;;
   esac
   files+=("$HERE/compose.e2e.yml")
@@ -433,6 +443,7 @@ prepare() {
 cmd_run() {
   local summary=() failed=0 variant line start
   start=$SECONDS
+  [[ " $VARIANTS " == *" tracing "* ]] || SKIP_KINDS="jaeger"
   prepare
   write_macrometa_env
   local skip=()
@@ -495,6 +506,7 @@ cmd_images() {
     say "images unchanged since $out was written ($(du -h "$out" | cut -f1)); nothing to do"
     return
   fi
+  SKIP_KINDS="jaeger"   # not in the archive
   prepare
   pulsar_image="$(sed -n 's/^ *image: *\(apachepulsar[^ #]*\).*/\1/p' "$ROOT/docker-compose.yml")"
   local tags=(ghcr.io/streampair/producer:0.1.0 ghcr.io/streampair/consumer:0.1.0

@@ -101,3 +101,23 @@ standin_pulsar() {
     -t "$image" "$ctx"
   rm -rf "$ctx"
 }
+
+# jaegertracing/jaeger:X: the binary scripts/jaeger-local builds from Jaeger's Go module (the same
+# version), alone in the image as in the real one: /cmd/jaeger/jaeger-linux, JAEGER_LISTEN_HOST=0.0.0.0,
+# uid 10001, its built-in all-in-one configuration. The query API is whole; the UI is a placeholder page
+# (the module has no UI assets).
+standin_jaeger() {
+  local image="$1" hash="$2" version built binary dir
+  version="${image##*:}"
+  built="$("$ROOT/scripts/jaeger-local" version)"
+  [[ $version == "$built" ]] || { echo "$image but scripts/jaeger-local builds $built: use one Jaeger version" >&2; return 1; }
+  binary="$("$ROOT/scripts/jaeger-local" build)"
+  dir="$CACHE/standins/jaeger"
+  rm -rf "$dir" && mkdir -p "$dir/root/cmd/jaeger" "$dir/root/tmp"
+  cp "$binary" "$dir/root/cmd/jaeger/jaeger-linux"
+  chmod 1777 "$dir/root/tmp"
+  tar -C "$dir/root" --numeric-owner -c . | docker import \
+    --change 'ENV JAEGER_LISTEN_HOST=0.0.0.0' --change 'USER 10001' \
+    --change 'ENTRYPOINT ["/cmd/jaeger/jaeger-linux"]' --change "LABEL $STANDIN_LABEL=$hash" - "$image"
+  rm -rf "$dir"
+}

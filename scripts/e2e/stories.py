@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from consumer_logs import LogTap, sequence_report
+from jaeger_api import trace_spans
 
 STATUS_CMD = (
     "import json, os, urllib.request; print(urllib.request.urlopen("
@@ -305,6 +306,34 @@ class Stories:
             f"{len(rules)} rules loaded, sum(streampair_consumer_active) == 1"
         )
 
+    def story_tracing(self) -> None:
+        """compose/tracing.yml: Jaeger returns the trace a consumer's `received` line names, with the
+        producer's `send` span and the consumer's `process` span below it."""
+        if "jaeger" not in self.services:
+            return
+        base = "http://" + self.d.compose("port", "jaeger", "16686").strip()
+        received = wait_for(
+            "a consumer's `received` line with a trace_id",
+            lambda: [e for e in self.tap.events("received") if e.record.get("trace_id")] or None,
+        )[0]
+        trace_id = str(received.record["trace_id"])
+        stream = self.d.config["services"]["consumer"]["environment"]["STREAM_NAME"]
+        send, process = f"send {stream}", f"process {stream}"
+
+        def both() -> dict[str, dict[str, Any]] | None:
+            spans = trace_spans(base, trace_id)  # the SDK exports every 5 s: absent at first
+            return spans if {send, process} <= set(spans) else None
+
+        spans = wait_for(f"Jaeger to hold trace {trace_id} with `{send}` and `{process}`", both)
+        got = (spans[send]["service"], spans[process]["service"], spans[process]["parent"])
+        want = ("streampair-producer", "streampair-consumer", spans[send]["spanID"])
+        if got != want or received.record.get("span_id") != spans[process]["spanID"]:
+            raise CheckFailed(f"trace {trace_id}: (send's service, process's service, its parent) {got}")
+        say(
+            f"tracing: {received.container} logged trace {trace_id}; Jaeger holds it: `{send}` "
+            f"({got[0]}), `{process}` ({got[1]}) its child"
+        )
+
     def save_logs(self, prefix: Path) -> None:
         """For the record: each consumer's log as followed (<log>-<container>.log) and the other
         services' logs (<log>-services.log)."""
@@ -366,6 +395,8 @@ def main() -> int:
     step = "up"
     try:
         stories.story_up()
+        step = "tracing"
+        stories.story_tracing()
         step = "docker kill"
         kill = stories.story_kill()
         step = "scale"

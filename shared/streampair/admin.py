@@ -44,10 +44,10 @@ class StreamAdmin:
             await self.connector.request_json(method, url, ok=(200, 201, 204), json_body={})
         except HandshakeError as error:
             if error.status == 409 or "already exists" in str(error).lower():
-                log.debug("stream exists", stream=self.address.full_topic)
+                log.debug("stream_exists", stream=self.address.full_topic)
                 return False
             raise
-        log.info("stream created", stream=self.address.full_topic)
+        log.info("stream_created", stream=self.address.full_topic)
         return True
 
     async def stats(self) -> dict[str, Any]:

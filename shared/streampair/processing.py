@@ -33,7 +33,7 @@ from streampair.admin import StreamAdmin
 from streampair.backoff import Backoff, sleep_unless
 from streampair.connection import Connector
 from streampair.consumer import Consumer
-from streampair.errors import HandshakeError, StreamError
+from streampair.errors import HandshakeError, MessageTooLarge, StreamError
 from streampair.logs import get_logger
 from streampair.message import Message
 from streampair.producer import Producer
@@ -183,18 +183,26 @@ class Processor:
                     message.data, properties, key=message.key, propagate_trace=False
                 )
                 break
-            except StreamError as failure:
-                log.error(
-                    "dead_letter_failed",
-                    message_id=message.id,
-                    dead_letter_stream=self.dead_letter_stream,
-                    error=str(failure),
+            except MessageTooLarge:
+                if properties.pop("ERROR_MESSAGE", None) is not None:
+                    continue  # a message near the frame limit: try the copy without the error text
+                reason = (
+                    "the copy is larger than the frame limit (STREAM_MAX_FRAME_BYTES) even without the "
+                    "error text; raise the broker's limit and the client's, or skip the message"
                 )
-                if not self.ordered:
-                    self._nack_later(message, backoff.next_delay())
-                    return "retry_later"
-                if await sleep_unless(self.consumer.interrupted, backoff.next_delay()):
-                    return "unacked"
+            except StreamError as failure:
+                reason = str(failure)
+            log.error(
+                "dead_letter_failed",
+                message_id=message.id,
+                dead_letter_stream=self.dead_letter_stream,
+                error=reason,
+            )
+            if not self.ordered:
+                self._nack_later(message, backoff.next_delay())
+                return "retry_later"
+            if await sleep_unless(self.consumer.interrupted, backoff.next_delay()):
+                return "unacked"
         await self._ack(message)
         self.dead_lettered += 1
         DEAD_LETTERED.inc()
@@ -205,7 +213,7 @@ class Processor:
             dead_letter_id=copy_id,
             attempts=attempts,
             error_class=type(error).__name__,
-            error=properties["ERROR_MESSAGE"][:200],
+            error=self._scrub(str(error))[:200],
         )
         return "dead_lettered"
 

@@ -261,4 +261,4 @@ class ServiceRuntime:
         try:
             return asyncio.run(self.serve())
         finally:
-            tracing.shutdown()
+            tracing.shutdown(self.settings.shutdown_timeout_seconds)

@@ -17,11 +17,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from opentelemetry import baggage, propagate, trace
 from opentelemetry import context as otel_context
-from opentelemetry import propagate, trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from structlog.typing import EventDict, WrappedLogger
 
@@ -30,6 +31,7 @@ from streampair.message import Message
 SYSTEM = "pulsar"
 _tracer: trace.Tracer = trace.NoOpTracer()
 _provider: Any = None
+_direct_w3c = True
 #: True once `configure` installed an exporter; read on every message, so a plain module global.
 enabled = False
 
@@ -60,19 +62,36 @@ def configure(service: str, exporter: str | None) -> None:
     _provider.add_span_processor(BatchSpanProcessor(span_exporter))
     trace.set_tracer_provider(_provider)
     _tracer = trace.get_tracer("streampair")
+    _choose_injection()
     enabled = True
 
 
-def shutdown() -> None:
-    """Export what is buffered (bounded by the SDK's own timeouts)."""
+def shutdown(timeout: float = 5.0) -> None:
+    """Export what is buffered, for at most `timeout` seconds.
+
+    An unreachable collector would otherwise hold the exit for the exporter's retries (up to
+    OTEL_EXPORTER_OTLP_TIMEOUT, 10 s: measured 12.6 s), past the grace period compose and
+    Kubernetes give. What is not out by then is lost with the process, as it would be anyway."""
     if _provider is not None:
-        _provider.shutdown()
+        flush = threading.Thread(target=_provider.shutdown, name="tracing-shutdown", daemon=True)
+        flush.start()
+        flush.join(timeout)
 
 
 def use(tracer: trace.Tracer) -> None:
     """Tests: trace into `tracer` (say, one of an in-memory exporter's provider)."""
     global _tracer, enabled
+    _choose_injection()
     _tracer, enabled = tracer, True
+
+
+def _choose_injection() -> None:
+    """W3C trace context alone (the default OTEL_PROPAGATORS): `start_send` writes `traceparent`
+    itself, half the propagation API's cost per message (which copies contexts per call).
+    Any other propagator setting goes through the API."""
+    global _direct_w3c
+    names = os.environ.get("OTEL_PROPAGATORS", "tracecontext,baggage").replace(" ", "").lower()
+    _direct_w3c = names in ("tracecontext,baggage", "baggage,tracecontext", "tracecontext")
 
 
 # -- producer side -----------------------------------------------------------------------------
@@ -101,7 +120,17 @@ def start_send(
     if not propagate_context:
         return span, properties
     carrier = dict(properties or {})
-    propagate.inject(carrier, context=trace.set_span_in_context(span))
+    if _direct_w3c and not baggage.get_all():
+        context = span.get_span_context()
+        # what TraceContextTextMapPropagator writes (tests/client/test_tracing.py compares them)
+        if context.is_valid:
+            carrier["traceparent"] = (
+                f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+            )
+            if context.trace_state:
+                carrier["tracestate"] = context.trace_state.to_header()
+    else:
+        propagate.inject(carrier, context=trace.set_span_in_context(span))
     return span, carrier
 
 

@@ -121,7 +121,12 @@ class AppRunner(web.AppRunner):
     """
 
     def __init__(self, app: web.Application, **kwargs: Any) -> None:
-        super().__init__(app, handle_signals=False, keepalive_timeout=KEEPALIVE_SECONDS, **kwargs)
+        # auto_decompress=False: a body is taken as sent. aiohttp would inflate a gzip body, and
+        # after an early 413 it drains the rest on the event loop: a 200 KB gzip bomb stalled the
+        # producer for 1-2 s (bench/chaos_hostile.py). Nothing here accepts compressed bodies.
+        super().__init__(
+            app, handle_signals=False, keepalive_timeout=KEEPALIVE_SECONDS, auto_decompress=False, **kwargs
+        )
 
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()

@@ -238,3 +238,28 @@ def test_the_policy_doubles_its_delay_up_to_the_cap() -> None:
     assert DeadLetterPolicy(stream="poison").stream_for("orders", "billing") == "poison"
     with pytest.raises(ValueError):
         DeadLetterPolicy(max_delivery_attempts=-1)
+
+
+async def test_a_message_near_the_frame_limit_is_dead_lettered_without_the_error_text(base: str) -> None:
+    limited = config(base, "big", max_frame_bytes=4096)
+    await subscribe(base, "big")
+    publisher = Connector(limited)
+    async with Producer(publisher) as producer:
+        await producer.send(b"x" * 2865)  # a frame of about 3,850 bytes: it fits, its full copy would not
+    await publisher.close()
+    connector = Connector(limited)
+    consumer = Consumer(connector, "sub")
+
+    async def handler(_: Message) -> None:
+        raise Poison("e" * 500)
+
+    processor = Processor(consumer, handler, DeadLetterPolicy(max_delivery_attempts=1))
+    async for message in consumer:
+        assert await processor.process(message) == "dead_lettered"
+        break
+    await processor.close()
+    await consumer.close()
+    await connector.close()
+    [copy] = await read_all(base, "big-sub-DLQ", 1)
+    assert len(copy.data) == 2865 and copy.properties["ERROR_CLASS"] == "Poison"
+    assert "ERROR_MESSAGE" not in copy.properties  # dropped to fit; the log line still has it

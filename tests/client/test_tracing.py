@@ -230,3 +230,30 @@ async def test_off_means_nothing_added_to_messages(ws: str) -> None:
     await connector.close()
     [message] = await consume(ws, "plain", 1)
     assert message.properties == {"k": "v"}
+
+
+@pytest.mark.parametrize("with_baggage", [False, True])
+def test_send_writes_the_context_as_the_w3c_propagator_does(
+    spans: InMemorySpanExporter, with_baggage: bool
+) -> None:
+    """start_send writes `traceparent` itself (a faster path): the same properties as propagate.inject."""
+    from opentelemetry import baggage, propagate, trace
+    from opentelemetry import context as otel_context
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
+
+    parent = SpanContext(
+        1, 2, is_remote=True, trace_flags=TraceFlags(1), trace_state=TraceState([("k", "v")])
+    )
+    context = trace.set_span_in_context(NonRecordingSpan(parent))
+    if with_baggage:
+        context = baggage.set_baggage("tenant", "t1", context)
+    token = otel_context.attach(context)
+    try:
+        span, carrier = tracing.start_send("s", "persistent://public/default/s", {"a": "b"}, 1)
+        expected = {"a": "b"}
+        propagate.inject(expected, context=trace.set_span_in_context(span, context))
+    finally:
+        otel_context.detach(token)
+    span.end()
+    assert carrier == expected
+    assert carrier["tracestate"] == "k=v" and ("baggage" in carrier) == with_baggage

@@ -127,10 +127,14 @@ def test_restricted_pod_security(overlay: str) -> None:
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_network_policy(overlay: str) -> None:
     objs = objects(f"overlays/{overlay}")
-    policy = find(objs, "NetworkPolicy", "streampair-clients")
-    spec = policy["spec"]
-    assert set(spec["policyTypes"]) == {"Ingress", "Egress"}
-    (ingress,) = spec["ingress"]
+    # one policy per direction (k8s/base/networkpolicy.yaml says why), both for producer and consumer
+    ingress_policy = find(objs, "NetworkPolicy", "streampair-clients-ingress")["spec"]
+    spec = find(objs, "NetworkPolicy", "streampair-clients")["spec"]
+    assert ingress_policy["podSelector"] == spec["podSelector"]
+    assert set(spec["podSelector"]["matchExpressions"][0]["values"]) == {"producer", "consumer"}
+    assert ingress_policy["policyTypes"] == ["Ingress"] and "egress" not in ingress_policy
+    assert spec["policyTypes"] == ["Egress"] and "ingress" not in spec
+    (ingress,) = ingress_policy["ingress"]
     assert ingress["ports"] == [{"protocol": "TCP", "port": 8000}]
     dns, broker = spec["egress"]
     assert {p["port"] for p in dns["ports"]} == {53}

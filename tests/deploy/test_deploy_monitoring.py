@@ -16,9 +16,14 @@ REQUIRED_ALERTS = {
     "NoActiveConsumer",
     "MultipleActiveConsumers",
     "ProducerDown",
+    "ClientDisconnected",
     "PublishErrors",
     "ConsumerLag",
     "StandbyMissing",
+    "MessagesDeadLettered",
+    "HandlerErrors",
+    "ConsumerBlocked",
+    "MalformedProperties",
 }
 PROMTOOL_HINT = "apt-get install prometheus"
 
@@ -131,7 +136,17 @@ def test_grafana_provisioning() -> None:
         "streampair_end_to_end_latency_seconds_bucket",
         "streampair_publish_errors_total",
         "streampair_connection_attempts_total",
+        "streampair_handler_errors_total",
+        "streampair_messages_dead_lettered_total",
+        "streampair_malformed_properties_total",
+        "streampair_sequence_resets_total",
+        "streampair_consumer_blocked",
     ):
         assert metric in text, metric
     ids = [p["id"] for p in dashboard["panels"]]
     assert len(ids) == len(set(ids))
+    # The "Firing alerts" stat counts every alert of the rule file, not a stale list of them.
+    (firing,) = [p for p in dashboard["panels"] if p["title"] == "Firing alerts"]
+    listed = re.search(r'alertname=~"([^"]+)"', firing["targets"][0]["expr"])
+    assert listed is not None
+    assert set(listed.group(1).split("|")) == {r["alert"] for r in alerts()}

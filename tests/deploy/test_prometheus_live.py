@@ -8,9 +8,11 @@ Grafana dashboard evaluates without error.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ import aiohttp
 import pytest
 import yaml
 
-from harness import ROOT, Cluster, free_port
+from harness import ROOT, Cluster, Service, free_port, is_event
 from tests.deploy.deploy_helpers import tool
 from tests.deploy.prometheus_local import render_loopback_config
 
@@ -46,23 +48,24 @@ def dashboard_exprs() -> list[str]:
 
 
 def rule_exprs() -> list[str]:
+    return list(alert_exprs().values())
+
+
+def alert_exprs() -> dict[str, str]:
     groups = yaml.safe_load(RULES.read_text())["groups"]
-    return [rule["expr"] for group in groups for rule in group["rules"]]
+    return {rule.get("alert") or rule["record"]: rule["expr"] for group in groups for rule in group["rules"]}
 
 
-@pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[tuple[Cluster, str]]:
+@asynccontextmanager
+async def prometheus_over(cluster: Cluster, tmp_path: Path, consumers: list[Service]) -> AsyncIterator[str]:
+    """A real Prometheus scraping the cluster's producer, these consumers and the broker every second."""
     binary = tool("prometheus", "apt-get install prometheus")
-    cluster = Cluster(tmp_path)
-    await cluster.start_broker()
-    producer = await cluster.start_producer(PUBLISH_INTERVAL_SECONDS="0.1")
-    c1 = await cluster.start_consumer("consumer-1")
-    c2 = await cluster.start_consumer("consumer-2")
     port = free_port()
+    producers = [s for s in cluster.services if s.module == "producer"]
     config = render_loopback_config(
         {
-            "producer": [f"127.0.0.1:{producer.http_port}"],
-            "consumer": [f"127.0.0.1:{c1.http_port}", f"127.0.0.1:{c2.http_port}"],
+            "producer": [f"127.0.0.1:{p.http_port}" for p in producers],
+            "consumer": [f"127.0.0.1:{c.http_port}" for c in consumers],
             "broker": [f"127.0.0.1:{cluster.broker_port}"],
         },
         prometheus_port=port,
@@ -77,10 +80,24 @@ async def stack(tmp_path: Path) -> AsyncIterator[tuple[Cluster, str]]:
         stderr=asyncio.subprocess.DEVNULL,
     )
     try:
-        yield cluster, f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}"
     finally:
         prom.terminate()
         await prom.wait()
+
+
+@pytest.fixture
+async def stack(tmp_path: Path) -> AsyncIterator[tuple[Cluster, str]]:
+    tool("prometheus", "apt-get install prometheus")
+    cluster = Cluster(tmp_path)
+    try:
+        await cluster.start_broker()
+        await cluster.start_producer(PUBLISH_INTERVAL_SECONDS="0.1")
+        c1 = await cluster.start_consumer("consumer-1")
+        c2 = await cluster.start_consumer("consumer-2")
+        async with prometheus_over(cluster, tmp_path, [c1, c2]) as base:
+            yield cluster, base
+    finally:
         await cluster.stop()
 
 
@@ -126,3 +143,85 @@ async def test_prometheus_sees_both_replicas_one_active_and_every_expression_eva
                 failures.append((expr, body.get("error")))
         assert not failures, failures
         assert len(dashboard_exprs()) >= 6
+
+
+async def wait_series(
+    session: aiohttp.ClientSession, base: str, expr: str, count: int = 1, timeout: float = 60
+) -> list[dict[str, Any]]:
+    """The result of `expr` once it has at least `count` series."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        with contextlib.suppress(aiohttp.ClientError, OSError):
+            result: list[dict[str, Any]] = (
+                (await query(session, base, expr)).get("data", {}).get("result", [])
+            )
+            if len(result) >= count:
+                return result
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"{expr} had fewer than {count} series for {timeout}s")
+
+
+async def test_the_poison_alerts_see_the_services_real_series(tmp_path: Path) -> None:
+    """Each new alert's expression (without its `for:`) finds what real services export when
+    poison, malformed and oversized messages arrive, and ClientDisconnected stays quiet for a
+    blocked consumer and for a consumer's dead-letter producer."""
+    tool("prometheus", "apt-get install prometheus")
+    alerts = alert_exprs()
+    cluster = Cluster(tmp_path)
+    try:
+        await cluster.start_broker()
+        poisoned = await cluster.start_consumer(
+            "consumer-1",
+            FAIL_ON_PROPERTY="poison",
+            MAX_DELIVERY_ATTEMPTS="3",
+            RETRY_DELAY_SECONDS="0.05",
+        )
+        # Its own subscription, a frame limit under the big message below: it will be blocked.
+        small = await cluster.start_consumer(
+            "consumer-small", SUBSCRIPTION_NAME="small-frames", STREAM_MAX_FRAME_BYTES="65536"
+        )
+        for consumer in (poisoned, small):
+            await consumer.wait_for(is_event("subscribed"))
+        producer = await cluster.start_producer(PUBLISH_INTERVAL_SECONDS="1")
+        async with (
+            prometheus_over(cluster, tmp_path, [poisoned, small]) as base,
+            aiohttp.ClientSession() as session,
+        ):
+            # Born at 0 (not at the first malformed message), so that increase() sees the first one.
+            seq_zero = 'streampair_malformed_properties_total{job="consumer", property="seq"} == 0'
+            await wait_series(session, base, seq_zero, count=2)
+            assert (await producer.post_json("/messages", {"payload": "m", "properties": {"seq": "²"}}))[
+                0
+            ] == 201
+            for i in range(25):
+                assert (
+                    await producer.post_json("/messages", {"payload": f"p{i}", "properties": {"poison": "1"}})
+                )[0] == 201
+            assert (await producer.post_json("/messages", {"payload": "x" * 200_000}))[0] == 201
+            instance = {c.name: f"127.0.0.1:{c.http_port}" for c in (poisoned, small)}
+
+            def instances(result: list[dict[str, Any]]) -> set[str]:
+                return {r["metric"]["instance"] for r in result}
+
+            malformed = await wait_series(session, base, alerts["MalformedProperties"], count=2)
+            assert {(r["metric"]["instance"], r["metric"]["property"]) for r in malformed} == {
+                (instance["consumer-1"], "seq"),
+                (instance["consumer-small"], "seq"),
+            }
+            assert instances(await wait_series(session, base, alerts["MessagesDeadLettered"])) == {
+                instance["consumer-1"]
+            }
+            assert instances(await wait_series(session, base, alerts["HandlerErrors"])) == {
+                instance["consumer-1"]
+            }
+            assert instances(await wait_series(session, base, alerts["ConsumerBlocked"])) == {
+                instance["consumer-small"]
+            }
+            # The dead-letter producer is up: both endpoints of consumer-1 are connected.
+            await wait_series(
+                session, base, 'streampair_broker_connected{endpoint="producer", job="consumer"} == 1'
+            )
+            disconnected = (await query(session, base, alerts["ClientDisconnected"]))["data"]["result"]
+            assert not instances(disconnected) & set(instance.values()), disconnected
+    finally:
+        await cluster.stop()

@@ -102,6 +102,7 @@ async def test_a_message_too_large_for_the_consumer_blocks_it_visibly_and_withou
     producer = await cluster.start_producer(
         PUBLISH_INTERVAL_SECONDS="3600", STREAM_MAX_FRAME_BYTES=str(4 * MIB)
     )
+    await producer.wait_http("/readyz", lambda status, _: status == 200)  # connected, not only listening
     status, _ = await producer.post_json("/messages", {"payload": "x" * (2 * MIB)})
     assert status == 201
     body = await consumer.wait_http("/readyz", lambda status, body: "STREAM_MAX_FRAME_BYTES" in str(body))

@@ -9,6 +9,7 @@ a documented 4xx, and the process must live on.
 
 from __future__ import annotations
 
+import gzip
 import http.client
 import json
 import subprocess
@@ -255,6 +256,16 @@ def test_bodies_over_the_frame_limit_are_413(services: dict[str, Proc], size: in
     except (BrokenPipeError, ConnectionResetError):
         return  # the server may answer 413 and close before the whole body is sent
     assert status == 413, (status, answer[:200])
+    check_conforms("producer", "/messages", "POST", status, headers, answer)
+
+
+def test_a_compressed_body_is_not_inflated(services: dict[str, Proc]) -> None:
+    """Content-Encoding is not honoured: inflating lets a small gzip bomb stall the event loop."""
+    body = gzip.compress(json.dumps({"payload": "compressed"}).encode())
+    status, headers, answer = services["producer"].request(
+        "POST", "/messages", body, {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+    )
+    assert status == 400, (status, answer[:300])
     check_conforms("producer", "/messages", "POST", status, headers, answer)
 
 

@@ -6,6 +6,8 @@ loopback without BROKER_AUTH_TOKEN), a bad TLS file or an unusable data director
 
 from __future__ import annotations
 
+import asyncio
+import signal
 import ssl
 import sys
 from typing import NoReturn
@@ -34,7 +36,6 @@ def main() -> None:
     from broker.app import create_app, ssl_context
     from broker.storage import StorageError
 
-    log = get_logger("broker")
     try:
         context = ssl_context(settings)
     except (ssl.SSLError, OSError) as error:
@@ -43,29 +44,34 @@ def main() -> None:
         app = create_app(settings)
     except StorageError as error:
         _die(f"invalid setting BROKER_DATA_DIR: {error}")
-    scheme = "https" if context is not None else "http"
+    sys.exit(asyncio.run(serve(app, settings, context)))
 
-    async def announce(_: web.Application) -> None:
-        log.info(
-            "broker_listening",
-            url=f"{scheme}://{settings.broker_host}:{settings.broker_port}",
-            settings=settings.describe(),
-        )
 
-    app.on_startup.append(announce)
+async def serve(app: web.Application, settings: BrokerSettings, context: ssl.SSLContext | None) -> int:
+    """Listen, say so only once bound, and stop on SIGTERM or SIGINT."""
+    log = get_logger("broker")
+    # access_log=None: a request line can carry ?token= or ?otp=: never log it.
+    runner = web.AppRunner(app, shutdown_timeout=settings.broker_shutdown_timeout_seconds, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.broker_host, settings.broker_port, ssl_context=context)
     try:
-        web.run_app(
-            app,
-            host=settings.broker_host,
-            port=settings.broker_port,
-            ssl_context=context,
-            shutdown_timeout=settings.broker_shutdown_timeout_seconds,
-            print=None,
-            handle_signals=True,
-            access_log=None,  # a request line can carry ?token= or ?otp=: never log it
-        )
+        await site.start()
     except OSError as error:
+        await runner.cleanup()
         _die(f"cannot listen on {settings.broker_host}:{settings.broker_port}: {error.strerror}", 1)
+    port = runner.addresses[0][1]
+    log.info(
+        "broker_listening",
+        url=f"{'https' if context is not None else 'http'}://{settings.broker_host}:{port}",
+        settings=settings.describe(),
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await runner.cleanup()
+    return 0
 
 
 if __name__ == "__main__":

@@ -232,7 +232,10 @@ class Store:
             self._delete(batch)
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            # SQLite rolls back by itself on some errors (SQLITE_FULL: the disk is full); a second
+            # ROLLBACK would raise "no transaction is active" and hide the real cause.
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             raise
 
     def _delete(self, batch: WriteBatch) -> None:

@@ -36,3 +36,7 @@ MALFORMED_PROPERTIES = Counter(
     "Messages whose seq, sent_at or producer_id property is not well-formed (treated as absent), by property",
     ["property"],
 )
+# Born at 0, so that increase() (the MalformedProperties alert) sees the first malformed message:
+# a series that first appears at 1 shows no increase.
+for _property in ("producer_id", "seq", "sent_at"):
+    MALFORMED_PROPERTIES.labels(property=_property)
