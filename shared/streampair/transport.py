@@ -22,7 +22,7 @@ A channel is one producer, consumer or reader on the broker:
 - Binary: one pulsar-client producer/consumer/reader, which reconnects by itself, silently and
   with a backoff growing to 60 s. The channel polls its `is_connected()` (there is no callback)
   and reports every change through `events.connection_changed()`; disconnected for longer than
-  `BINARY_LOST_AFTER_SECONDS` it declares itself lost, so the facade reopens it on its own
+  `binary_channels.LOST_AFTER_SECONDS` (2 s) it declares itself lost, so the facade reopens it on its own
   backoff: a consumer that silently lost an Exclusive subscription to a standby during a network
   cut becomes a standby, and a long outage is not stretched by the 60 s backoff.
 
@@ -44,13 +44,6 @@ from streampair.protocol import SubscriptionType
 
 if TYPE_CHECKING:
     from streampair.connection import Connector
-
-#: Schemes of the binary protocol; anything else (ws, wss, http, https) is the WebSocket API.
-BINARY_SCHEMES = ("pulsar://", "pulsar+ssl://")
-
-
-def is_binary_url(url: str) -> bool:
-    return url.startswith(BINARY_SCHEMES)
 
 
 @dataclass(frozen=True)
@@ -194,7 +187,7 @@ class Transport(Protocol):
 def transport_for(connector: Connector) -> Transport:
     """The transport for the connector's URL scheme; the binary one (and pulsar-client, a C++
     library with its threads) is imported only for `pulsar://` and `pulsar+ssl://` URLs."""
-    if is_binary_url(connector.config.url):
+    if connector.config.binary:
         from streampair.binary import BinaryTransport
 
         return BinaryTransport(connector)
