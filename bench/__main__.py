@@ -1,7 +1,9 @@
 """`make bench` / `python -m bench`: every figure, every column, one run, on loopback.
 
     BENCH_QUICK=1      a short run (< 1 min): fewer messages and takeover trials, no Pulsar
-    BENCH_PULSAR=0|1   measure a real Apache Pulsar and its native client (default: 1, 0 if quick)
+    BENCH_PULSAR=0|1   measure a real Apache Pulsar: our client over WebSocket and over the binary
+                       protocol, Pulsar's native client and a minimal WebSocket client (default:
+                       1, 0 if quick)
     BENCH_STANDBY_RETRY_SECONDS   benchmark takeover with a non-default consumer retry (reported)
 
 Writes bench/results/latest.json and latest.png and prints a Markdown table. Everything it
@@ -65,10 +67,10 @@ async def run(cfg: BenchConfig) -> dict[str, Any]:
             columns["embedded"] = await targets.embedded(cfg, progress)
             results["tracing"] = await tracing.run(cfg, progress)  # tracing on next to off (issue #17)
             if cfg.pulsar:
-                columns["pulsar"], columns["pulsar_native"] = await targets.pulsar(cfg, progress)
+                columns.update(await targets.pulsar(cfg, progress))
             else:
                 skipped = {"unavailable": "skipped (BENCH_QUICK=1 without BENCH_PULSAR=1, or BENCH_PULSAR=0)"}
-                columns["pulsar"], columns["pulsar_native"] = dict(skipped), dict(skipped)
+                columns.update({name: dict(skipped) for name in targets.PULSAR_COLUMNS})
     except TimeoutError:
         results["incomplete"] = f"the run's deadline of {cfg.deadline_seconds:.0f} s passed"
     results["run_seconds"] = round(time.monotonic() - started, 1)

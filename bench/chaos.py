@@ -6,7 +6,8 @@ The scenarios, by theme:
 
 - process and network faults (`bench.chaos_faults`): `consumer_sigkill`, `broker_sigkill`,
   `proxy_drop`, `proxy_freeze`, `slow_consumer`;
-- a real Apache Pulsar killed under load (`bench.chaos_pulsar`): `pulsar_sigkill`;
+- a real Apache Pulsar killed under load (`bench.chaos_pulsar`): `pulsar_sigkill` (the services on
+  its WebSocket API) and `pulsar_sigkill_binary` (on its binary protocol);
 - poison messages (`bench.chaos_poison`): `poison`, handler failures and malformed properties
   interleaved with good messages, dead-lettered, while the active consumer is SIGKILLed;
 - hostile HTTP clients (`bench.chaos_hostile`): `hostile_http`, the adversarial requests of the
@@ -44,8 +45,8 @@ from harness import Cluster
 RESULTS = Path(__file__).resolve().parent / "results" / "chaos.json"
 SCENARIO_TIMEOUT = 300.0
 # A Pulsar kill costs a JVM restart: 6-8 s on an idle machine, near 30 s on a loaded one.
-TIMEOUTS = {"pulsar_sigkill": 600.0}
-TOTAL_TIMEOUT = 1200.0
+TIMEOUTS = {"pulsar_sigkill": 600.0, "pulsar_sigkill_binary": 600.0}
+TOTAL_TIMEOUT = 1800.0  # 1200 s before the binary Pulsar scenario
 
 
 async def run_scenario(name: str, body: Callable[[Cluster], Awaitable[Outcome]]) -> Outcome:
@@ -80,6 +81,8 @@ SCENARIOS: list[tuple[str, Callable[[Cluster], Awaitable[Outcome]]]] = [
     ("poison", poison),
     ("hostile_http", hostile_http),
     ("token_rotation", lambda c: chaos_tokens.token_rotation(c, Outcome)),
+    # last: a second JVM's kills must not leave the scenarios above without time
+    ("pulsar_sigkill_binary", lambda c: pulsar_sigkill(c, "binary")),
 ]
 
 

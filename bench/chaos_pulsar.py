@@ -100,6 +100,10 @@ class ChaosPulsar:
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.web_port}"
 
+    @property
+    def binary_url(self) -> str:
+        return self.standalone.binary_url
+
     async def start(self) -> float:
         """First start (fetches the jars if needed); seconds to healthy."""
         try:
@@ -227,8 +231,12 @@ async def _finish_even_if_cancelled(work: Awaitable[T]) -> T:
         raise
 
 
-async def pulsar_sigkill(cluster: Cluster) -> Outcome:
-    out = Outcome("pulsar_sigkill")
+PROTOCOLS = {"websocket": "WebSocket API", "binary": "binary protocol"}
+
+
+async def pulsar_sigkill(cluster: Cluster, transport: str = "websocket") -> Outcome:
+    """`transport`: the services on Pulsar's WebSocket API, or (`binary`) on its binary protocol."""
+    out = Outcome("pulsar_sigkill" if transport == "websocket" else f"pulsar_sigkill_{transport}")
     reason = unavailable()
     if reason is not None:
         out.extra["skipped"] = reason
@@ -251,7 +259,14 @@ async def pulsar_sigkill(cluster: Cluster) -> Outcome:
             out.extra["skipped"] = f"the Pulsar jars could not be fetched: {error}"
             return out
         # One fresh standalone per scenario, so the topic and the subscription are new.
-        cluster.stream_env.update(STREAM_URL=pulsar.ws_url, STREAM_NAME="chaos-pulsar-sigkill")
+        if transport == "binary":
+            where = {
+                "STREAM_URL": pulsar.binary_url,
+                "STREAM_ADMIN_URL": f"http://127.0.0.1:{pulsar.web_port}",
+            }
+        else:
+            where = {"STREAM_URL": pulsar.ws_url}
+        cluster.stream_env.update(**where, STREAM_NAME="chaos-pulsar-sigkill")
         consumer = await cluster.start_consumer("consumer-1", **FAST_RECOVERY, LOG_PAYLOADS="true")
         # First: a new Pulsar subscription starts at the end of the topic.
         await consumer.wait_for(is_event("subscribed"), timeout=60)
@@ -281,8 +296,8 @@ async def pulsar_sigkill(cluster: Cluster) -> Outcome:
             max_healthy_to_first_delivery_s=round(max(after_healthy), 3),
             pulsar_jvm_peak_rss_mb=round(max(jvm_rss, default=0.0), 1),
             note=(
-                "Apache Pulsar 4.0.7 standalone (WebSocket API); max_takeover_s: kill -9 to the first "
-                "delivery after the restart (includes the JVM start); peak_rss_mb: our processes only"
+                f"Apache Pulsar 4.0.7 standalone ({PROTOCOLS[transport]}); max_takeover_s: kill -9 to the "
+                "first delivery after the restart (includes the JVM start); peak_rss_mb: our processes only"
             ),
         )
         return out

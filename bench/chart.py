@@ -6,13 +6,9 @@ import math
 from pathlib import Path
 from typing import Any
 
-from bench.report import COLUMNS, RESULTS, dig
+from bench.report import COLUMNS, HEADERS, RESULTS, dig
 
-LABELS = {
-    "embedded": "embedded broker",
-    "pulsar": "Pulsar (WebSocket)",
-    "pulsar_native": "Pulsar native client",
-}
+LABELS = HEADERS
 #: x positions of the latency curves: -log10(1 - q), so 50 %, 90 %, 99 %, 99.9 % are evenly spaced.
 TICKS = (0.5, 0.9, 0.99, 0.999)
 

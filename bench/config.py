@@ -9,7 +9,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class BenchConfig:
     quick: bool
-    pulsar: bool  # also measure a real Apache Pulsar and Pulsar's native client
+    pulsar: bool  # also measure a real Apache Pulsar: WebSocket, binary, native and raw WebSocket clients
     throughput_messages: int
     latency_rates: tuple[int, ...]
     latency_seconds: float
@@ -18,6 +18,13 @@ class BenchConfig:
     ready_trials: int
     #: None: the consumer's default STANDBY_RETRY_SECONDS; a value is reported as non-default.
     standby_retry: str | None
+    #: Runs of each throughput figure per Pulsar column, their order alternating (the median is
+    #: kept): the ratios between columns are measured side by side on a noisy shared machine.
+    repeats: int
+    #: Broker CPU per standby (bench/standby.py): replicas, seconds per window, warm-up.
+    standby_replicas: tuple[int, ...]
+    standby_seconds: float
+    standby_warmup: float
     deadline_seconds: float  # the whole run, however it goes
 
     @classmethod
@@ -37,7 +44,11 @@ class BenchConfig:
                 resources_seconds=3.0,
                 ready_trials=1,
                 standby_retry=retry,
-                deadline_seconds=240.0 if pulsar else 120.0,
+                repeats=1,
+                standby_replicas=(1, 5, 20),
+                standby_seconds=4.0,
+                standby_warmup=0.0,
+                deadline_seconds=600.0 if pulsar else 180.0,
             )
         return cls(
             quick=False,
@@ -49,5 +60,9 @@ class BenchConfig:
             resources_seconds=15.0,
             ready_trials=3,
             standby_retry=retry,
-            deadline_seconds=1500.0,
+            repeats=3,
+            standby_replicas=(1, 5, 20),
+            standby_seconds=20.0,
+            standby_warmup=15.0,
+            deadline_seconds=3600.0,
         )

@@ -9,7 +9,14 @@ services do), so neither steals the other's event loop or GIL. Roles:
 - `consume`: our `streampair.consumer.Consumer`; acks every message; records the latency of
   each (now minus the `sent_ns` property the publisher stamped just before sending).
 - `native_publish` / `native_consume`: the same with Pulsar's own `pulsar-client` (binary
-  protocol): `send_async` + `flush`, and `receive` + `acknowledge`.
+  protocol, its synchronous API as an application without asyncio uses it): `send_async` +
+  `flush` (paced with `rate` > 0), and `receive` + `acknowledge`.
+- `raw_ws_publish` / `raw_ws_consume`: a minimal WebSocket client (plain aiohttp, JSON frames,
+  no library): what a user of Pulsar's WebSocket API gets with nothing in between, the yardstick
+  of our WebSocket transport.
+
+`publish` and `consume` speak whichever protocol the URL names (`ws://`: WebSocket, `pulsar://`:
+binary), through the same library API.
 
 A consumer prints `{"ready": true}` once subscribed, so the driver starts the publisher only then.
 """
@@ -17,6 +24,7 @@ A consumer prints `{"ready": true}` once subscribed, so the driver starts the pu
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import sys
 import time
@@ -61,14 +69,18 @@ async def publish(spec: dict[str, Any]) -> dict[str, Any]:
     from streampair.producer import Producer
 
     count, rate = int(spec["count"]), float(spec.get("rate", 0))
+    window = int(spec.get("window", 1000))
     payload = b"x" * PAYLOAD_BYTES
     connector = Connector(_settings(spec))
-    producer = Producer(connector, max_pending=int(spec.get("window", 1000)))
+    producer = Producer(connector, max_pending=window)
     try:
         await producer.start()
         await asyncio.wait_for(producer.wait_connected(), 15)
         await producer.send(payload)  # the topic exists and the connection is warm
-        futures: list[asyncio.Future[str]] = []
+        # Every answer is checked, in order (they come in order), and at most a window of them
+        # is held: a list of 100,000 futures would make the garbage collector's full passes the
+        # largest cost of the run, which no real publisher pays (the native worker holds none).
+        unanswered: collections.deque[asyncio.Future[str]] = collections.deque()
         wall0, t0 = time.time(), time.monotonic()
         pacer = Pacer(rate, t0) if rate > 0 else None
         for i in range(count):
@@ -77,8 +89,11 @@ async def publish(spec: dict[str, Any]) -> dict[str, Any]:
                 if delay > 0:
                     await asyncio.sleep(delay)
             props = {"sent_ns": str(time.time_ns())}
-            futures.append(await producer.send_async(payload, props))
-        await asyncio.gather(*futures)
+            unanswered.append(await producer.send_async(payload, props))
+            if len(unanswered) > window:
+                await unanswered.popleft()  # answered already, but for the last few
+        for future in unanswered:
+            await future
         seconds = time.monotonic() - t0
         return {
             "sent": count,
@@ -140,9 +155,9 @@ async def consume(spec: dict[str, Any]) -> dict[str, Any]:
 def native_publish(spec: dict[str, Any]) -> dict[str, Any]:
     import pulsar  # type: ignore[import-untyped]
 
-    count = int(spec["count"])
+    count, rate = int(spec["count"]), float(spec.get("rate", 0))
     payload = b"x" * PAYLOAD_BYTES
-    client = pulsar.Client(spec["url"], operation_timeout_seconds=15)
+    client = pulsar.Client(spec["url"], operation_timeout_seconds=15, stats_interval_in_seconds=0)
     try:
         producer = client.create_producer(
             f"persistent://public/default/{spec['topic']}",
@@ -158,7 +173,12 @@ def native_publish(spec: dict[str, Any]) -> dict[str, Any]:
                 failures.append(str(result))
 
         wall0, t0 = time.time(), time.monotonic()
-        for _ in range(count):
+        pacer = Pacer(rate, t0) if rate > 0 else None
+        for i in range(count):
+            if pacer is not None:
+                delay = pacer.wait_until(i) - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)  # a synchronous client: blocking is how it waits
             producer.send_async(payload, done, properties={"sent_ns": str(time.time_ns())})
         producer.flush()
         seconds = time.monotonic() - t0
@@ -174,7 +194,7 @@ def native_consume(spec: dict[str, Any]) -> dict[str, Any]:
     import pulsar
 
     count = int(spec["count"])
-    client = pulsar.Client(spec["url"], operation_timeout_seconds=15)
+    client = pulsar.Client(spec["url"], operation_timeout_seconds=15, stats_interval_in_seconds=0)
     latencies: list[float] = []
     first = last = 0.0
     received = 0
@@ -207,11 +227,93 @@ def native_consume(spec: dict[str, Any]) -> dict[str, Any]:
         client.close()
 
 
+# -- a minimal WebSocket client ---------------------------------------------------------------------
+
+
+def _ws_url(spec: dict[str, Any], kind: str) -> str:
+    path = f"/ws/v2/{kind}/persistent/public/default/{spec['topic']}"
+    return str(spec["url"]) + path + (f"/{spec['subscription']}" if kind == "consumer" else "")
+
+
+async def raw_ws_publish(spec: dict[str, Any]) -> dict[str, Any]:
+    """Frames by hand over one aiohttp WebSocket, up to `window` unanswered (contexts echoed)."""
+    import base64
+
+    import aiohttp
+
+    count, rate = int(spec["count"]), float(spec.get("rate", 0))
+    payload = base64.b64encode(b"x" * PAYLOAD_BYTES).decode()
+    window = asyncio.Semaphore(int(spec.get("window", 1000)))
+    answered = asyncio.Event()
+    got = 0
+
+    async with aiohttp.ClientSession() as session, session.ws_connect(_ws_url(spec, "producer")) as ws:
+
+        async def answers() -> None:
+            nonlocal got
+            async for msg in ws:
+                if json.loads(msg.data)["result"] != "ok":
+                    raise RuntimeError(f"send failed: {msg.data}")
+                got += 1
+                window.release()
+                if got == count + 1:
+                    answered.set()
+
+        reading = asyncio.create_task(answers())
+        await window.acquire()
+        await ws.send_str(json.dumps({"payload": payload, "context": "0"}))
+        wall0, t0 = time.time(), time.monotonic()
+        pacer = Pacer(rate, t0) if rate > 0 else None
+        for i in range(count):
+            if pacer is not None and (delay := pacer.wait_until(i) - time.monotonic()) > 0:
+                await asyncio.sleep(delay)
+            await window.acquire()
+            sent_ns = {"sent_ns": str(time.time_ns())}
+            await ws.send_str(json.dumps({"payload": payload, "context": str(i + 1), "properties": sent_ns}))
+        await asyncio.wait_for(answered.wait(), 120)
+        seconds = time.monotonic() - t0
+        reading.cancel()
+    return {"sent": count, "start": wall0, "seconds": seconds, "msgs_per_s": count / seconds}
+
+
+async def raw_ws_consume(spec: dict[str, Any]) -> dict[str, Any]:
+    """Each delivery parsed, timed and acked with one frame, as the WebSocket API asks."""
+    import aiohttp
+
+    count, record = int(spec["count"]), bool(spec.get("latencies", True))
+    latencies: list[float] = []
+    first = last = 0.0
+    received = 0
+    url = _ws_url(spec, "consumer")
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(url, params={"receiverQueueSize": "1000"}) as ws,
+    ):
+        _emit({"ready": True})
+        async with asyncio.timeout(float(spec.get("timeout", 60))):
+            async for msg in ws:
+                now_ns = time.time_ns()
+                frame = json.loads(msg.data)
+                if received == 0:
+                    first = now_ns / 1e9
+                received += 1
+                last = now_ns / 1e9
+                sent = (frame.get("properties") or {}).get("sent_ns")
+                if record and sent is not None:
+                    latencies.append((now_ns - int(sent)) / 1e6)
+                await ws.send_str('{"messageId":"' + frame["messageId"] + '"}')
+                if received >= count:
+                    break
+    return {"received": received, "first": first, "last": last, "latencies_ms": latencies}
+
+
 ROLES: dict[str, Callable[[dict[str, Any]], Any]] = {
     "publish": publish,
     "consume": consume,
     "native_publish": native_publish,
     "native_consume": native_consume,
+    "raw_ws_publish": raw_ws_publish,
+    "raw_ws_consume": raw_ws_consume,
 }
 
 

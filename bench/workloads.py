@@ -28,12 +28,16 @@ class WorkerError(RuntimeError):
 class Client:
     """Which client library a workload uses, and where it connects."""
 
-    name: str  # "ours" (WebSocket, streampair) or "native" (pulsar-client, binary protocol)
-    url: str  # ws://... for ours, pulsar://... for native
+    #: "ours" (streampair, WebSocket or binary by the URL), "native" (pulsar-client, binary
+    #: protocol) or "raw_ws" (a minimal WebSocket client, no library)
+    name: str
+    url: str  # ws://... or pulsar://... for ours, pulsar://... for native, ws://... for raw_ws
 
     @property
     def roles(self) -> tuple[str, str]:
-        return ("publish", "consume") if self.name == "ours" else ("native_publish", "native_consume")
+        if self.name == "ours":
+            return ("publish", "consume")
+        return (f"{self.name}_publish", f"{self.name}_consume")
 
 
 class Worker:

@@ -152,8 +152,10 @@ class Service:
                 and self.proc.returncode is not None
                 and all(t.done() for t in self._pumps)
             ):
+                errors = [line for line in self.lines if line.get("level") in ("error", "critical")]
                 raise AssertionError(
                     f"{self.name} exited ({self.proc.returncode}) before the awaited line; "
+                    f"last error logged: {errors[-1] if errors else None}; "
                     f"stderr: {self.stderr.decode()[-2000:]}"
                 )
             remaining = deadline - time.monotonic()

@@ -1,7 +1,9 @@
 """A real Apache Pulsar for the tests marked `pulsar`: the one in `PULSAR_URL`, or one we start.
 
-`pulsar_service()` is a context manager yielding Pulsar's http base URL (admin REST and, with
-`ws://`, the WebSocket API). Without `PULSAR_URL` it runs `scripts/pulsar-standalone start` on
+`pulsar_endpoints()` is a context manager yielding Pulsar's http base URL (admin REST and, with
+`ws://`, the WebSocket API) and its binary protocol URL (`pulsar://`); `pulsar_service()` yields
+the first only. With `PULSAR_URL`, the binary URL is `PULSAR_BINARY_URL` (default: port 6650 of
+PULSAR_URL's host). Without `PULSAR_URL` it runs `scripts/pulsar-standalone start` on
 free loopback ports with its own cache directory (data, config, logs, pid file) whose `lib`
 is a link to the repository's assembled jars. So a developer's own standalone on 8080 (or
 another test session) is neither reused nor disturbed, and every session starts from empty
@@ -18,7 +20,9 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from harness.processes import ROOT, free_port
 
@@ -68,6 +72,10 @@ class PulsarStandalone:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.web_port}"
 
+    @property
+    def binary_url(self) -> str:
+        return f"pulsar://127.0.0.1:{self.broker_port}"
+
     def start(self) -> str:
         t0 = time.monotonic()
         # The jars are assembled once in the repository's cache (a no-op when done, offline
@@ -99,15 +107,34 @@ class PulsarStandalone:
             shutil.rmtree(self.cache, ignore_errors=True)
 
 
+@dataclass(frozen=True)
+class PulsarEndpoints:
+    http: str  # http(s)://host:port: admin REST, and (as ws(s)://) the WebSocket API
+    binary: str  # pulsar://host:port: the binary protocol
+
+    @property
+    def ws(self) -> str:
+        return "ws" + self.http.removeprefix("http")
+
+
 @contextmanager
-def pulsar_service() -> Iterator[str]:
-    """Yield the http base URL of a real Pulsar: `PULSAR_URL`, or a standalone started here."""
+def pulsar_endpoints() -> Iterator[PulsarEndpoints]:
+    """A real Pulsar's endpoints: `PULSAR_URL` (and `PULSAR_BINARY_URL`), or a standalone started here."""
     given = os.environ.get("PULSAR_URL")
     if given:
-        yield http_base(given)
+        http = http_base(given)
+        binary = os.environ.get("PULSAR_BINARY_URL") or f"pulsar://{urlsplit(http).hostname}:6650"
+        yield PulsarEndpoints(http, binary)
         return
     standalone = PulsarStandalone()
     try:
-        yield standalone.start()
+        yield PulsarEndpoints(standalone.start(), standalone.binary_url)
     finally:
         standalone.stop()
+
+
+@contextmanager
+def pulsar_service() -> Iterator[str]:
+    """Yield the http base URL of a real Pulsar: `PULSAR_URL`, or a standalone started here."""
+    with pulsar_endpoints() as endpoints:
+        yield endpoints.http

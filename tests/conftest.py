@@ -1,4 +1,5 @@
-"""Fixtures shared by every suite: loopback servers that stop by themselves."""
+"""Fixtures shared by every suite: loopback servers that stop by themselves, and the session's
+real Apache Pulsar for the tests marked `pulsar` (one for tests/conformance and tests/binary)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 from aiohttp import web
 
 from harness import Cluster, serve_app
+from harness.pulsar import PulsarEndpoints, pulsar_endpoints
 from harness.secured import SecuredBroker, SecuredPulsar
 
 
@@ -37,3 +39,15 @@ def secured_pulsar() -> Iterator[SecuredBroker]:
         yield standalone.secured()
     finally:
         standalone.stop()
+
+
+@pytest.fixture(scope="session")
+def pulsar() -> Iterator[PulsarEndpoints]:
+    """A real Pulsar for the whole session; started (and stopped) only if a pulsar test runs."""
+    with pulsar_endpoints() as endpoints:
+        yield endpoints
+
+
+@pytest.fixture(scope="session")
+def pulsar_url(pulsar: PulsarEndpoints) -> str:
+    return pulsar.http

@@ -376,7 +376,7 @@ class Stories:
         )
 
     def story_secure(self) -> None:
-        """compose/secure.yml: the services over wss:// with their own tokens, least privilege, clear
+        """compose/secure.yml: the services over pulsar+ssl:// with their own tokens, least privilege, clear
         refusals, a certificate error without the CA, and no token in any log."""
         producer = self.d.containers("producer")[0]["Id"]
         seen = json.loads(self.d.run("docker", "exec", producer, "python", "-c", SECURE_PROBE, timeout=60))
@@ -388,9 +388,10 @@ class Stories:
         for line in logs.splitlines():
             record = line.split("| ", 1)[-1]
             if '"event": "connected"' in record:
-                urls.add(str(json.loads(record).get("url", "")).split("/ws/", 1)[0])
-        if urls != {"wss://pulsar:8443"}:
-            raise CheckFailed(f"the services connected to {urls}, not only wss://pulsar:8443")
+                # binary: "pulsar+ssl://pulsar:6651 persistent://..."; WebSocket: "wss://.../ws/..."
+                urls.add(str(json.loads(record).get("url", "")).split(" ", 1)[0].split("/ws/", 1)[0])
+        if urls != {"pulsar+ssl://pulsar:6651"}:
+            raise CheckFailed(f"the services connected to {urls}, not only pulsar+ssl://pulsar:6651")
         tokens = {
             self.d.run("docker", "exec", c["Id"], "cat", path, record=False).strip()
             for service, path in (
@@ -403,7 +404,8 @@ class Stories:
         if len(tokens) != 3 or any(not t or t in logs for t in tokens):
             raise CheckFailed("a token is missing from its volume or was found in `docker compose logs`")
         say(
-            "secure: wss://pulsar:8443 only; the producer's role may produce (101), not consume (403), "
+            "secure: pulsar+ssl://pulsar:6651 only; the producer's role may produce (101), "
+            "not consume (403), "
             "not check health (401); no token 401, the plain port 401, no CA: certificate error; "
             f"3 tokens, none in {len(logs.splitlines())} log lines"
         )

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from streampair.connection import Connector
-from streampair.errors import HandshakeError
+from streampair.errors import HandshakeError, InvalidRequest
 from streampair.logs import get_logger
 
 log = get_logger("streampair.admin")
@@ -20,6 +20,13 @@ class StreamAdmin:
     def __init__(self, connector: Connector) -> None:
         self.connector = connector
         self.address = connector.address
+        if not self.address.http_base:
+            # A pulsar:// URL of a remote broker: its admin API may be anywhere.
+            raise InvalidRequest(
+                400,
+                f"no admin URL for {connector.config.url}: set admin_url (STREAM_ADMIN_URL), "
+                "the broker's admin REST API such as http://pulsar:8080",
+            )
 
     def _global_param(self) -> str:
         return "true" if self.address.is_global else "false"

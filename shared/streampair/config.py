@@ -4,7 +4,11 @@
 The services build it from their environment (`streampair.settings`); a program that uses
 the library builds it directly:
 
-    config = ClientConfig(url="ws://localhost:8080", stream="orders")
+    config = ClientConfig(url="ws://localhost:8080", stream="orders")      # WebSocket API
+    config = ClientConfig(url="pulsar://localhost:6650", stream="orders")  # binary protocol
+
+The URL's scheme picks the transport (docs/transports.md): `pulsar://` and `pulsar+ssl://` the
+binary protocol, `ws(s)://` and `http(s)://` the WebSocket API.
 """
 
 from __future__ import annotations
@@ -12,10 +16,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 Backend = Literal["pulsar", "macrometa"]
 
-URL_SCHEMES = ("ws://", "wss://", "http://", "https://")
+URL_SCHEMES = ("ws://", "wss://", "http://", "https://", "pulsar://", "pulsar+ssl://")
+BINARY_SCHEMES = ("pulsar://", "pulsar+ssl://")
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 
 @dataclass(frozen=True)
@@ -24,6 +31,10 @@ class ClientConfig:
 
     url: str = "ws://localhost:8080"
     stream: str = "streamQuickstart"
+    #: Base URL of the broker's admin REST API (stream creation, stats): http(s)://host[:port].
+    #: Derived from `url` for the WebSocket API; for `pulsar://` only on a loopback host
+    #: (http://<host>:8080, https://<host>:8443), else None: `StreamAdmin` then refuses.
+    admin_url: str | None = None
     backend: Backend = "pulsar"
     #: Pulsar tenant and namespace (the Macrometa dialect derives its own from the fabric).
     tenant: str = "public"
@@ -59,7 +70,20 @@ class ClientConfig:
             raise ValueError("give auth_token or auth_token_file, not both")
         if self.api_key is not None and self.api_key_file is not None:
             raise ValueError("give api_key or api_key_file, not both")
+        if self.binary and self.backend == "macrometa":
+            raise ValueError("Macrometa has no binary protocol: use its https:// URL")
+        if self.admin_url is not None and not self.admin_url.startswith(("http://", "https://")):
+            raise ValueError("admin_url must start with http:// or https://")
         object.__setattr__(self, "url", self.url.rstrip("/"))
+        if self.admin_url is None and self.binary:
+            object.__setattr__(self, "admin_url", loopback_admin_url(self.url))
+        elif self.admin_url is not None:
+            object.__setattr__(self, "admin_url", self.admin_url.rstrip("/"))
+
+    @property
+    def binary(self) -> bool:
+        """True for Pulsar's binary protocol (`pulsar://`, `pulsar+ssl://`)."""
+        return self.url.startswith(BINARY_SCHEMES)
 
     def describe(self) -> dict[str, object]:
         """The configuration for logs and /status: secrets are only said to be set."""
@@ -67,6 +91,17 @@ class ClientConfig:
 
 
 SECRET_FIELDS = frozenset({"api_key", "auth_token"})
+
+
+def loopback_admin_url(url: str) -> str | None:
+    """The admin URL of a `pulsar(+ssl)://` URL on a loopback host (Pulsar's default ports);
+    None for any other host: where a remote broker serves its admin API cannot be guessed."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if host not in LOOPBACK_HOSTS:
+        return None
+    netloc = f"[{host}]" if ":" in host else host
+    return f"https://{netloc}:8443" if url.startswith("pulsar+ssl://") else f"http://{netloc}:8080"
 
 
 def describe_fields(values: dict[str, object], secrets: frozenset[str]) -> dict[str, object]:

@@ -1,8 +1,10 @@
-"""Opening WebSockets and REST calls to one broker, with the right credentials.
+"""Reaching one broker with the right credentials: REST calls, WebSockets, and the transport.
 
 The `Connector` is the only place that knows about authentication (Pulsar token, Macrometa
 API key and one-time passwords) and TLS, and the only place that turns a refused handshake
 or a network failure into a typed error. Producer, consumer, reader and admin all use it.
+Its `transport` (chosen by the URL's scheme: transport.py) opens their channels; the binary
+transport takes its credentials, explanations and attempt counting from here too.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
@@ -38,6 +40,9 @@ from streampair.errors import (
 )
 from streampair.logs import get_logger
 from streampair.naming import EndpointKind, StreamAddress
+
+if TYPE_CHECKING:
+    from streampair.transport import Transport
 
 log = get_logger("streampair.connection")
 
@@ -95,7 +100,17 @@ class Connector:
         self._ssl: ssl.SSLContext | bool = True
         if config.ca_bundle is not None:
             self._ssl = ssl.create_default_context(cafile=str(config.ca_bundle))
+        self._transport: Transport | None = None
         metrics.CLIENT.register()
+
+    @property
+    def transport(self) -> Transport:
+        """The protocol of `config.url` (`pulsar://`: binary, else WebSocket), made on first use."""
+        if self._transport is None:
+            from streampair.transport import transport_for
+
+            self._transport = transport_for(self)
+        return self._transport
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -107,6 +122,8 @@ class Connector:
         return self._session
 
     async def close(self) -> None:
+        if self._transport is not None:
+            await self._transport.close()
         if self._own_session and self._session is not None:
             await self._session.close()
 
@@ -208,24 +225,24 @@ class Connector:
             body = ""
             if error.status in EXPLAINED_STATUSES and "otp" not in params:
                 body = await self._refusal_text(url, headers)
-            failure: StreamError = self._explained(error_for_status(error.status, kind, body), kind)
-            self._count(kind, url_for_logs, failure)
+            failure: StreamError = self.explained(error_for_status(error.status, kind, body), kind)
+            self.count_attempt(kind, url_for_logs, failure)
             raise failure from None
         except aiohttp.ClientConnectorCertificateError as error:
             failure = CertificateError(_certificate_message(url_for_logs, error))
-            self._count(kind, url_for_logs, failure)
+            self.count_attempt(kind, url_for_logs, failure)
             raise failure from None
         except (HandshakeError, CertificateError, CredentialUnavailable) as error:  # OTP request, secret file
-            self._count(kind, url_for_logs, error)
+            self.count_attempt(kind, url_for_logs, error)
             raise
         except (aiohttp.ClientError, TimeoutError, OSError) as error:
             failure = BrokerUnavailable(0, f"cannot reach {self.address.ws_base}: {_describe(error)}")
-            self._count(kind, url_for_logs, failure)
+            self.count_attempt(kind, url_for_logs, failure)
             raise failure from None
-        self._count(kind, url_for_logs, None)
+        self.count_attempt(kind, url_for_logs, None)
         return ws
 
-    def _explained(self, error: HandshakeError, kind: str) -> HandshakeError:
+    def explained(self, error: HandshakeError, kind: str) -> HandshakeError:
         """A refusal of our credentials says which setting to fix, and how (401 or 403)."""
         if not isinstance(error, Unauthorized):
             return error
@@ -265,7 +282,7 @@ class Connector:
             text = re.sub(r"^Error \d+ ", "", html.unescape(title.group(1)))
         return text
 
-    def _count(self, kind: str, url: str, error: StreamError | None) -> None:
+    def count_attempt(self, kind: str, url: str, error: StreamError | None) -> None:
         result = attempt_result(error)
         metrics.CONNECTION_ATTEMPTS.labels(result=result).inc()
         if error is None:

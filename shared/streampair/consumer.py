@@ -1,9 +1,9 @@
-"""Consumer and Reader: async iteration over messages, acks, and reconnect.
+"""Consumer and Reader: async iteration over messages, acks, and reconnect, on either transport.
 
 A `Consumer` reconnects by itself after a retryable failure (network, broker restart), with
 capped exponential backoff and full jitter. It does not retry a refusal: `SubscriptionBusy`
 (another consumer holds the Exclusive subscription) is raised to the caller, who decides
-whether to wait as a standby or give up.
+whether to wait as a standby or give up. The wire is the transport's (transport.py).
 """
 
 from __future__ import annotations
@@ -12,23 +12,15 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 
-import aiohttp
-
-from streampair import metrics, protocol
+from streampair import metrics
 from streampair.backoff import Backoff, retry, sleep_unless
-from streampair.connection import (
-    ConnectionState,
-    Connector,
-    StateCallback,
-    close_quietly,
-    is_too_large,
-    note_error_frame,
-)
+from streampair.connection import ConnectionState, Connector, StateCallback
 from streampair.errors import ConnectionLost, StreamError
 from streampair.logs import get_logger
 from streampair.message import Message
 from streampair.naming import EndpointKind
 from streampair.protocol import MAX_RECEIVER_QUEUE, SubscriptionType
+from streampair.transport import ConsumerOptions, ReaderOptions, SubscriberChannel
 
 log = get_logger("streampair.consumer")
 
@@ -37,15 +29,14 @@ STABLE_SECONDS = 1.0
 
 
 class _Subscriber:
-    """What consumers and readers share: one WebSocket at a time, a queue, reconnects."""
+    """What consumers and readers share: one channel at a time, reconnects, iteration."""
 
     kind: EndpointKind = "consumer"
 
     def __init__(self, connector: Connector, *, backoff: Backoff | None = None) -> None:
         self.connector = connector
-        self._ws: aiohttp.ClientWebSocketResponse | None = None
-        self._queue: asyncio.Queue[Message | BaseException] = asyncio.Queue()
-        self._reader: asyncio.Task[None] | None = None
+        self._transport = connector.transport
+        self._channel: SubscriberChannel | None = None
         self._generation = 0
         self._closing = False
         #: Set by `interrupt()`: ends iteration and every wait of the consumer and its users.
@@ -59,13 +50,19 @@ class _Subscriber:
         #: Why messages cannot flow although connected (a message over our frame limit), or None.
         self.blocked: str | None = None
         self._blocked_on = 0  # the connection that met it
+        self._was_connected = False
         self._gauge = metrics.BROKER_CONNECTED.labels(endpoint=self.kind)
         self._blocked_gauge = metrics.BLOCKED.labels(endpoint=self.kind)
         metrics.CONSUMER.register()
 
     @property
     def connected(self) -> bool:
-        return self._ws is not None and not self._ws.closed
+        return self._channel is not None and self._channel.connected
+
+    @property
+    def attached(self) -> bool:
+        """A channel is open (it may be reconnecting by itself: binary transport)."""
+        return self._channel is not None
 
     @property
     def state(self) -> ConnectionState:
@@ -73,24 +70,23 @@ class _Subscriber:
         return ConnectionState(self.connected, error, blocked=self.blocked is not None)
 
     def _state_changed(self) -> None:
-        self._gauge.set(1 if self.connected else 0)
+        self._was_connected = self.connected
+        self._gauge.set(1 if self._was_connected else 0)
         if self.on_state is not None:
             self.on_state(self.state)
 
-    def _subscription(self) -> str | None:
-        return None
-
-    def _params(self) -> dict[str, str]:
-        return {}
+    async def _open(self, generation: int) -> SubscriberChannel:
+        raise NotImplementedError
 
     async def connect(self) -> None:
-        """One attempt to open the connection; raises the typed error of a refusal."""
+        """One attempt to open the channel; raises the typed error of a refusal."""
+        self._generation += 1
         try:
-            ws = await self.connector.open(self.kind, self._subscription(), self._params())
+            channel = await self._open(self._generation)
         except StreamError as error:
             self.last_error = str(error)
             raise
-        await self._adopt(ws)
+        await self._adopt(channel)
 
     async def connect_with_retry(self) -> None:
         """Connect, retrying retryable failures with backoff; refusals are raised."""
@@ -109,79 +105,32 @@ class _Subscriber:
         self._state_changed()
         log.warning(f"{self.kind}_connect_failed", error=str(error), retry_in=round(delay, 3))
 
-    async def _adopt(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        if self._closing:  # closed while the handshake was under way: do not hold the subscription
-            await close_quietly(ws)
+    async def _adopt(self, channel: SubscriberChannel) -> None:
+        if self._closing:  # closed while the attempt was under way: do not hold the subscription
+            await channel.close()
             raise ConnectionLost(f"{self.kind} closed while connecting")
         await self._drop_connection()
-        self._generation += 1
-        self._queue = asyncio.Queue()
-        self._ws = ws
+        self._channel = channel
         self.last_error = None
         self._state_changed()
-        self._reader = asyncio.create_task(
-            self._read(ws, self._generation, self._queue), name=f"{self.kind}-reader"
-        )
-
-    async def _read(
-        self,
-        ws: aiohttp.ClientWebSocketResponse,
-        generation: int,
-        queue: asyncio.Queue[Message | BaseException],
-    ) -> None:
-        reason = "ended"
-        try:
-            async for frame in ws:
-                if frame.type not in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
-                    if frame.type == aiohttp.WSMsgType.ERROR:  # counted; the connection then closes
-                        note_error_frame(self.kind, frame.data)
-                        if is_too_large(frame.data):
-                            self._block(generation)
-                    continue
-                try:
-                    queue.put_nowait(protocol.parse_message(frame.data, generation))
-                except protocol.MalformedFrame as error:
-                    # Counted and skipped: one bad frame must not cost the connection.
-                    metrics.MALFORMED_FRAMES.labels(kind=error.kind).inc()
-                    log.warning("malformed_frame", kind=error.kind, endpoint=self.kind, detail=str(error))
-            reason = f"closed by the broker (code {ws.close_code})"
-        except (aiohttp.ClientError, ConnectionError) as error:
-            reason = f"connection error: {error}"
-        except asyncio.CancelledError:
-            raise  # dropped on purpose: whoever cancelled knows
-        except Exception as error:  # never leave the iterator waiting on a dead connection
-            log.exception(f"{self.kind}_reader_failed")
-            reason = f"reader failed: {type(error).__name__}"
-        finally:
-            if not (task := asyncio.current_task()) or not task.cancelling():
-                queue.put_nowait(ConnectionLost(f"{self.kind} connection {reason}"))
 
     async def _drop_connection(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
-            await asyncio.gather(self._reader, return_exceptions=True)
-            self._reader = None
-        had_connection = self._ws is not None
-        await close_quietly(self._ws)
-        self._ws = None
-        if had_connection:
+        channel, self._channel = self._channel, None
+        if channel is not None:
+            await channel.close()
             self._state_changed()
 
-    async def _send_frame(self, message: Message, frame: str) -> bool:
-        """Send an ack-like frame for `message` on the connection that delivered it."""
-        ws = self._ws
-        if ws is None or ws.closed or message.connection != self._generation:
-            return False  # the broker redelivers it on the new connection
-        try:
-            await ws.send_str(frame)
-        except (ConnectionError, aiohttp.ClientError, RuntimeError):
-            return False
-        return True
+    # -- what channels tell us (transport.SubscriberEvents) ----------------------------------
 
-    def __aiter__(self) -> AsyncIterator[Message]:
-        return self._iterate()
+    def connection_changed(self) -> None:
+        """A channel reconnecting by itself (binary) went down or came back."""
+        if self.connected != self._was_connected and not self._closing:
+            if not self.connected:
+                self.last_error = f"{self.kind} disconnected from the broker; reconnecting"
+                log.warning(f"{self.kind}_connection_lost", error=self.last_error)
+            self._state_changed()
 
-    def _block(self, generation: int) -> None:
+    def too_large(self, generation: int) -> None:
         """A message over our frame limit: the broker will send it again on every connection."""
         self._blocked_on = generation
         limit = self.connector.config.max_frame_bytes
@@ -197,44 +146,64 @@ class _Subscriber:
         self._blocked_gauge.set(0)
         self._state_changed()
 
+    # -- iteration ---------------------------------------------------------------------------
+
+    def __aiter__(self) -> AsyncIterator[Message]:
+        return self._iterate()
+
     async def _iterate(self) -> AsyncIterator[Message]:
-        if self._ws is None:
+        if self._channel is None:
             await self.connect_with_retry()
         opened = time.monotonic()
+        received = metrics.MESSAGES_RECEIVED.inc
         while not self._closing:
-            item = await self._queue.get()
-            if isinstance(item, Message):
-                metrics.MESSAGES_RECEIVED.inc()
-                if self.blocked is not None and item.connection > self._blocked_on:
-                    self._unblock()  # a later connection delivered: the big message is gone
-                yield item
+            channel = self._channel
+            if channel is None:  # dropped while the caller handled the last message
+                await self.connect_with_retry()
+                opened = time.monotonic()
                 continue
-            if self._closing:
-                return
-            # The connection is gone: messages it delivered and we did not ack come again.
-            self.last_error = str(item)
-            log.warning(f"{self.kind}_connection_lost", error=str(item))
-            await self._drop_connection()
-            # A connection that dies at once (a frame we refuse, a broker in trouble) must not
-            # become a reconnect loop: back off unless it lived a while.
-            if time.monotonic() - opened < STABLE_SECONDS:
-                await sleep_unless(self.interrupted, self._flapping.next_delay())
-            else:
-                self._flapping.reset()
-            if self._closing:
-                return
-            await self.connect_with_retry()
-            opened = time.monotonic()
+            try:
+                message = await channel.receive()
+            except ConnectionLost as lost:
+                if self._closing:
+                    return
+                # The channel is gone: messages it delivered and we did not ack come again.
+                self.last_error = str(lost)
+                log.warning(f"{self.kind}_connection_lost", error=str(lost))
+                await self._drop_connection()
+                # A connection that dies at once (a frame we refuse, a broker in trouble) must
+                # not become a reconnect loop: back off unless it lived a while.
+                if time.monotonic() - opened < STABLE_SECONDS:
+                    await sleep_unless(self.interrupted, self._flapping.next_delay())
+                else:
+                    self._flapping.reset()
+                if self._closing:
+                    return
+                await self.connect_with_retry()
+                opened = time.monotonic()
+                continue
+            received()
+            if self.blocked is not None and message.connection > self._blocked_on:
+                self._unblock()  # a later connection delivered: the big message is gone
+            yield message
 
     def interrupt(self) -> None:
         """End iteration after the message being handled; the connection stays open until close()."""
         self._closing = True
         self.interrupted.set()
-        self._queue.put_nowait(ConnectionLost("interrupted"))
+        if self._channel is not None:
+            self._channel.wake()
 
     async def close(self) -> None:
         self.interrupt()
         await self._drop_connection()
+
+    async def _settle(self, message: Message, ack: bool) -> bool:
+        """Ack or nack through the channel that delivered `message`; False if it is gone."""
+        channel = self._channel
+        if channel is None or message.connection != channel.generation:
+            return False  # the broker redelivers it on the new channel
+        return await (channel.ack(message) if ack else channel.nack(message))
 
 
 class Consumer(_Subscriber):
@@ -264,50 +233,49 @@ class Consumer(_Subscriber):
         self.ack_timeout_ms = ack_timeout_ms
         self.negative_ack_redelivery_delay_ms = negative_ack_redelivery_delay_ms
 
-    def _subscription(self) -> str | None:
-        return self.subscription
+    def options(self) -> ConsumerOptions:
+        return ConsumerOptions(
+            subscription=self.subscription,
+            subscription_type=self.subscription_type,
+            consumer_name=self.consumer_name,
+            receiver_queue_size=self.receiver_queue_size,
+            priority_level=self.priority_level,
+            ack_timeout_ms=self.ack_timeout_ms,
+            negative_ack_redelivery_delay_ms=self.negative_ack_redelivery_delay_ms,
+        )
 
-    def _params(self) -> dict[str, str]:
-        params = {
-            "subscriptionType": self.subscription_type,
-            "receiverQueueSize": str(self.receiver_queue_size),
-        }
-        if self.consumer_name:
-            params["consumerName"] = self.consumer_name
-        if self.priority_level is not None:
-            params["priorityLevel"] = str(self.priority_level)
-        if self.ack_timeout_ms is not None:
-            params["ackTimeoutMillis"] = str(self.ack_timeout_ms)
-        if self.negative_ack_redelivery_delay_ms is not None:
-            params["negativeAckRedeliveryDelay"] = str(self.negative_ack_redelivery_delay_ms)
-        return params
+    async def _open(self, generation: int) -> SubscriberChannel:
+        return await self._transport.open_consumer(self.options(), self, generation)
 
     async def ack(self, message: Message) -> bool:
         """Acknowledge; False if the delivering connection is gone (the broker will redeliver)."""
-        sent = await self._send_frame(message, protocol.ack_frame(message.id))
+        channel = self._channel  # (inlined _settle: this runs once per message)
+        if channel is None or message.connection != channel.generation:
+            return False
+        sent = await channel.ack(message)
         if sent:
             metrics.MESSAGES_ACKED.inc()
         return sent
 
     async def nack(self, message: Message) -> bool:
         """Ask for redelivery after the subscription's negative-ack delay."""
-        sent = await self._send_frame(message, protocol.nack_frame(message.id))
+        sent = await self._settle(message, ack=False)
         if sent:
             metrics.MESSAGES_NACKED.inc()
         return sent
 
     async def unsubscribe(self) -> None:
         """Delete the subscription on the broker (its cursor and backlog), then close."""
-        if self._ws is not None and not self._ws.closed:
-            await self._ws.send_str(protocol.UNSUBSCRIBE)
+        if self._channel is not None:
+            await self._channel.unsubscribe()
         await self.close()
 
 
 class Reader(_Subscriber):
     """Reads a stream from `earliest`, `latest` or a message id, without a subscription.
 
-    Acks from a reader only release flow-control permits; the reader acks each message when
-    the caller asks for the next one.
+    Acks from a reader only release flow-control permits (WebSocket); the reader acks each
+    message when the caller asks for the next one.
     """
 
     kind: EndpointKind = "reader"
@@ -327,15 +295,14 @@ class Reader(_Subscriber):
         self.receiver_queue_size = max(1, min(receiver_queue_size, MAX_RECEIVER_QUEUE))
         self._last_id: str | None = None
 
-    def _params(self) -> dict[str, str]:
+    async def _open(self, generation: int) -> SubscriberChannel:
         # After a reconnect, resume after the last message seen rather than from the start.
-        params = {
-            "messageId": self._last_id or self.start,
-            "receiverQueueSize": str(self.receiver_queue_size),
-        }
-        if self.reader_name:
-            params["readerName"] = self.reader_name
-        return params
+        options = ReaderOptions(
+            start=self._last_id or self.start,
+            reader_name=self.reader_name,
+            receiver_queue_size=self.receiver_queue_size,
+        )
+        return await self._transport.open_reader(options, self, generation)
 
     async def _iterate(self) -> AsyncIterator[Message]:
         async for message in super()._iterate():
@@ -343,4 +310,4 @@ class Reader(_Subscriber):
                 continue  # Pulsar's reader includes the start message id itself on resume
             self._last_id = message.id
             yield message
-            await self._send_frame(message, protocol.ack_frame(message.id))
+            await self._settle(message, ack=True)

@@ -1,7 +1,8 @@
 """Typed errors: what went wrong, and whether trying again can help.
 
 The WebSocket API reports refusals as a plain HTTP status on the upgrade (no 101), so the
-mapping from status to error class is the heart of this module.
+mapping from status to error class is the heart of this module. The binary transport maps
+pulsar-client's results to the same statuses (binary_native.py), so both raise the same classes.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ class StreamError(Exception):
 
 
 class HandshakeError(StreamError):
-    """The broker refused the WebSocket upgrade with an HTTP status."""
+    """The broker refused a producer, consumer or reader: over WebSocket the upgrade's HTTP
+    status; over the binary protocol the status the WebSocket API answers for the same refusal."""
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
@@ -113,12 +115,14 @@ class MessageTooLarge(StreamError):
     """The message's frame is larger than the broker accepts (STREAM_MAX_FRAME_BYTES).
 
     Raised before anything is sent, or when the broker closed the connection on the frame
-    (close code 1009): the message fails alone, it is never resent.
+    (close code 1009): the message fails alone, it is never resent. On the binary transport:
+    when pulsar-client refuses it against the broker's maxMessageSize (5 MiB by default).
     """
 
-    def __init__(self, size: int, limit: int) -> None:
+    def __init__(self, size: int, limit: int, text: str | None = None) -> None:
         super().__init__(
-            f"message too large: its frame is {size} bytes, over the broker's limit of {limit} bytes "
+            text
+            or f"message too large: its frame is {size} bytes, over the broker's limit of {limit} bytes "
             "(STREAM_MAX_FRAME_BYTES)"
         )
         self.size = size
@@ -141,7 +145,7 @@ _BAD_READER_REQUEST = (
 )
 
 
-def error_for_status(status: int, role: str, body: str = "") -> HandshakeError:
+def error_for_status(status: int, role: str, body: str = "", *, refused: str | None = None) -> HandshakeError:
     """Map a refused handshake (or admin call) to its typed error: what it is, whether retrying
     can help. Every status Pulsar 4.0.7's WebSocket handlers answer is decided here.
 
@@ -149,10 +153,12 @@ def error_for_status(status: int, role: str, body: str = "") -> HandshakeError:
     each, and Pulsar's reader answers every failure with 500. `body` is the broker's
     explanation (Pulsar: `Failed to create producer/consumer: ...`); without it (aiohttp keeps
     none of a refused upgrade unless the Connector fetched it) a 404 is a missing stream and
-    a 500 a broker fault.
+    a 500 a broker fault. `refused` replaces the opening words (the binary transport names the
+    broker's result instead of an HTTP status it never saw).
     """
     detail = " ".join(body.split())[:300]
-    message = f"{role} handshake refused with HTTP {status}" + (f": {detail}" if detail else "")
+    opening = refused or f"{role} handshake refused with HTTP {status}"
+    message = opening + (f": {detail}" if detail else "")
     lowered = detail.lower()
     if status in (404, 500) and any(words in lowered for words in _NO_NAMESPACE):
         return NamespaceNotFound(

@@ -1,6 +1,7 @@
 """Where a stream lives: URLs and names in the Pulsar and Macrometa dialects.
 
 Pulsar:     ws(s)://host/ws/v2/{kind}/persistent/{tenant}/{namespace}/{topic}[/{sub}]
+            pulsar(+ssl)://host:port, topic persistent://{tenant}/{namespace}/{topic} (binary)
 Macrometa:  wss://api-{host}/_ws/ws/v2/{kind}/persistent/{tenant}/c8global.{fabric}/c8globals.{stream}[/{sub}]
 """
 
@@ -63,9 +64,16 @@ class StreamAddress:
                 fabric=config.fabric,
                 is_global=config.global_stream,
             )
+        http_base = f"{'https' if secure else 'http'}://{host}"
+        if config.binary:
+            # The binary protocol has no HTTP: REST goes to the admin URL; "" when there is
+            # none, and StreamAdmin says which setting is missing.
+            http_base = config.admin_url or ""
+        elif config.admin_url:
+            http_base = config.admin_url
         return cls(
             backend="pulsar",
-            http_base=f"{'https' if secure else 'http'}://{host}",
+            http_base=http_base,
             ws_base=f"{'wss' if secure else 'ws'}://{host}",
             tenant=config.tenant,
             namespace=config.namespace,

@@ -1,10 +1,12 @@
-"""Producer: pipelined, correlated sends with reconnect and resend.
+"""Producer: pipelined, correlated sends with reconnect and resend, on either transport.
 
-Each send carries a `context` the broker echoes in its answer, so many messages are in flight
-at once (bounded by `max_pending`) instead of one round trip per message. Messages not yet
-answered when a connection drops are resent on the next connection, in order: a message is
+Each message gets a `context` the broker's answer is matched with, so many messages are in
+flight at once (bounded by `max_pending`) instead of one round trip per message. Messages not
+yet answered when a channel is lost are resent on the next channel, in order: a message is
 either answered `ok`, or fails with a typed error, never dropped silently. A resend may
 duplicate a message the broker had stored; consumers detect that by (producer_id, seq).
+
+Everything here is the same for both protocols; the wire is the transport's (transport.py).
 """
 
 from __future__ import annotations
@@ -14,21 +16,13 @@ import contextlib
 import time
 from collections.abc import Mapping
 from functools import partial
+from typing import Any
 
-import aiohttp
-
-from streampair import metrics, protocol, tracing
+from streampair import metrics, tracing
 from streampair.backoff import Backoff, retry, sleep_unless
-from streampair.connection import (
-    ConnectionState,
-    Connector,
-    StateCallback,
-    close_quietly,
-    note_error_frame,
-)
+from streampair.connection import ConnectionState, Connector, StateCallback
 from streampair.errors import (
     ConnectionLost,
-    InvalidMessage,
     MessageTooLarge,
     SendError,
     SendTimeout,
@@ -37,7 +31,8 @@ from streampair.errors import (
     Unauthorized,
 )
 from streampair.logs import get_logger
-from streampair.message import MessageId
+from streampair.message import MessageId, payload_bytes
+from streampair.transport import ProducerChannel, ProducerOptions
 
 log = get_logger("streampair.producer")
 
@@ -48,13 +43,28 @@ STABLE_SECONDS = 1.0
 class _Pending:
     """A message written (or to be written) and not yet answered; holds one slot of the window."""
 
-    __slots__ = ("frame", "future", "sent_on", "started")
+    __slots__ = ("context", "future", "outgoing", "sent_on", "size", "started")
 
-    def __init__(self, frame: str, future: asyncio.Future[MessageId], started: float) -> None:
-        self.frame = frame
+    def __init__(
+        self, context: str, outgoing: Any, size: int, future: asyncio.Future[MessageId], started: float
+    ) -> None:
+        self.context = context
+        self.outgoing = outgoing  # as the transport encoded it, kept for resends
+        self.size = size
         self.future = future
         self.started = started
-        self.sent_on = -1  # the connection generation this frame was last written to
+        self.sent_on = -1  # the channel generation this message was last written to
+
+
+def _reason(error: StreamError) -> str:
+    """The `reason` label of `streampair_publish_errors_total` for a failed message."""
+    if isinstance(error, SendError):
+        return f"send_error_{error.code}"[:32]
+    if isinstance(error, SendTimeout):
+        return "timeout"
+    if isinstance(error, MessageTooLarge):
+        return "too_large"
+    return type(error).__name__.lower()[:32]
 
 
 class Producer:
@@ -72,13 +82,18 @@ class Producer:
         self.connector = connector
         self.name = name
         self.send_timeout = send_timeout
-        #: Frames larger than this are refused before sending (lowered if the broker closes on one).
-        self.max_frame_bytes = connector.config.max_frame_bytes
+        self._transport = connector.transport
+        self._options = ProducerOptions(name=name, max_pending=max_pending, send_timeout=send_timeout)
+        #: Messages larger than this are refused before sending (lowered if the broker closes on
+        #: one); None where the transport checks sizes itself (binary: the broker's maxMessageSize).
+        self.max_frame_bytes = self._transport.max_message_bytes
         # One slot per unanswered message, released when it is answered, fails or times out.
         self._window = asyncio.Semaphore(max_pending)
         self._pending: dict[str, _Pending] = {}
         self._next_context = 0
-        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        #: The channel messages are written to; None between channels (they wait, then are resent).
+        self._channel: ProducerChannel | None = None
+        self._current: ProducerChannel | None = None  # the channel in use, writable or not yet
         self._generation = 0
         self._connected = asyncio.Event()
         self._drained = asyncio.Event()  # set when the last in-flight message is answered
@@ -169,7 +184,7 @@ class Producer:
         if properties and not all(isinstance(v, str) for v in properties.values()):
             # Pulsar closes the whole connection (1011) on a null property value.
             raise TypeError("property values must be strings")
-        data = _encoded(payload, properties, key)
+        data = payload_bytes(payload, properties, key)
         await self._window.acquire()
         if self.fatal is not None or self._closing:  # it happened while we waited for room
             self._window.release()
@@ -185,11 +200,12 @@ class Producer:
                 len(data),
                 propagate_context=propagate_trace,
             )
-        frame = protocol.send_frame(data, context, properties, key)
-        if len(frame) > self.max_frame_bytes:  # the frame is ASCII: characters are bytes
+        outgoing, size = self._transport.encode(data, context, properties, key)
+        limit = self.max_frame_bytes
+        if limit is not None and size > limit:
             self._window.release()
             metrics.PUBLISH_ERRORS.labels(reason="too_large").inc()
-            error = MessageTooLarge(len(frame), self.max_frame_bytes)
+            error = MessageTooLarge(size, limit)
             if span is not None:
                 span.record_exception(error)
                 span.end()
@@ -197,20 +213,19 @@ class Producer:
         future: asyncio.Future[MessageId] = asyncio.get_running_loop().create_future()
         if span is not None:
             future.add_done_callback(partial(tracing.end_send, span))
-        pending = _Pending(frame, future, time.monotonic())
+        pending = _Pending(context, outgoing, size, future, time.monotonic())
         self._pending[context] = pending
-        ws = self._ws
-        if ws is not None and self._connected.is_set():
-            pending.sent_on = self._generation
-            # On failure it stays pending: the supervisor resends it on the next connection.
-            with contextlib.suppress(ConnectionError, aiohttp.ClientError, RuntimeError):
-                await ws.send_str(pending.frame)
+        channel = self._channel
+        if channel is not None:
+            pending.sent_on = channel.generation
+            # If it fails it stays pending: the supervisor resends it on the next channel.
+            await channel.write(context, outgoing)
         return future
 
     async def close(self, drain_seconds: float | None = None) -> None:
         """Stop: wait up to `drain_seconds` (default: half the shutdown timeout) for answers in
-        flight, then close the WebSocket cleanly. What is still unanswered fails: with
-        `SendUnconfirmed` if it was written (it may have been published), else `ConnectionLost`."""
+        flight, then close the channel. What is still unanswered fails: with `SendUnconfirmed`
+        if it was written (it may have been published), else `ConnectionLost`."""
         if self._closing:
             return
         if drain_seconds is None:
@@ -225,48 +240,84 @@ class Producer:
             if task is not None:
                 task.cancel()
         await asyncio.gather(*(t for t in (self._supervisor, self._sweeper) if t), return_exceptions=True)
-        await close_quietly(self._ws)
+        channel, self._current, self._channel = self._current, None, None
+        if channel is not None:
+            await channel.close(1.0)
         self._connected.clear()
         self._state_changed()
-        pending, self._pending = self._pending, {}
-        for p in pending.values():
-            self._window.release()
-            if p.future.done():
-                continue
-            if p.sent_on >= 0:
-                metrics.PUBLISH_ERRORS.labels(reason="unconfirmed").inc()
-                p.future.set_exception(
-                    SendUnconfirmed(
-                        "producer closed before the broker answered; the message may have been published"
-                    )
-                )
-            else:
-                metrics.PUBLISH_ERRORS.labels(reason="closed").inc()
-                p.future.set_exception(ConnectionLost("producer closed before the message was sent"))
+        self._fail_all(None)
+
+    # -- what channels tell us (transport.ProducerEvents) ------------------------------------
+
+    def answered(
+        self, generation: int, context: str, message_id: MessageId | None, error: StreamError | None
+    ) -> bool:
+        if isinstance(error, ConnectionLost):
+            # The channel closed before the broker answered: the message stays pending and is
+            # resent on the next channel (like everything unanswered on a lost WebSocket).
+            return context in self._pending
+        pending = self._pending.pop(context, None)
+        if pending is None:
+            return False
+        self._window.release()
+        if not self._pending:
+            self._drained.set()
+        if pending.future.done():
+            return True
+        if error is None:
+            metrics.MESSAGES_PUBLISHED.inc()
+            metrics.PUBLISH_LATENCY.observe(time.monotonic() - pending.started)
+            pending.future.set_result(message_id or "")
+        else:
+            metrics.PUBLISH_ERRORS.labels(reason=_reason(error)).inc()
+            pending.future.set_exception(error)
+        return True
+
+    def issued(self, context: str | None) -> bool:
+        return (
+            context is not None
+            and context.isascii()
+            and context.isdigit()
+            and 0 < int(context) <= self._next_context
+        )
+
+    def connection_changed(self) -> None:
+        channel = self._channel
+        up = channel is not None and channel.connected
+        if up == self._connected.is_set() or self._closing:
+            return
+        if up:
+            self._connected.set()
+            self.last_error = None
+        else:
+            self._connected.clear()
+            self.last_error = "disconnected from the broker; reconnecting"
+            log.warning("producer_connection_lost", in_flight=len(self._pending), error=self.last_error)
+        self._state_changed()
 
     # -- internals ---------------------------------------------------------------------------
 
+    async def _open(self) -> ProducerChannel:
+        self._generation += 1
+        return await self._transport.open_producer(self._options, self, self._generation)
+
     async def _supervise(self) -> None:
-        params = {"producerName": self.name} if self.name else {}
         while not self._closing:
             try:
-                ws = await retry(
-                    lambda: self.connector.open("producer", params=params),
-                    stop=self._stop,
-                    backoff=self._backoff,
-                    on_retry=self._retrying,
+                channel = await retry(
+                    self._open, stop=self._stop, backoff=self._backoff, on_retry=self._retrying
                 )
             except StreamError as error:  # a refusal retrying cannot fix
                 log.error("producer_refused", error=str(error))
                 self.last_error = str(error)
                 self.fatal = error
-                self._fail_all(error, reason=type(error).__name__)
+                self._fail_all(error)
                 self._state_changed()
                 return
-            if ws is None:
+            if channel is None:
                 return  # closing
             opened = time.monotonic()
-            await self._run(ws)
+            await self._run(channel)
             # A connection that dies at once (a frame the broker refuses, a broker in trouble)
             # must not become a reconnect loop: back off unless it lived a while.
             if time.monotonic() - opened < STABLE_SECONDS:
@@ -284,108 +335,59 @@ class Producer:
             "producer_connect_failed", error=str(error), retry_in=round(delay, 3)
         )
 
-    async def _run(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        """Use one connection until it is lost."""
-        self._ws = ws
-        self._generation += 1
+    async def _run(self, channel: ProducerChannel) -> None:
+        """Use one channel until it is lost."""
+        generation = channel.generation
+        self._current = channel
         try:
-            # Resend, in order, everything not yet written to this connection, including
-            # sends that arrive while we resend; `connected` is set with no await after the
-            # last check, so no send can fall between the two.
-            while unsent := [p for p in self._pending.values() if p.sent_on != self._generation]:
+            # Resend, in order, everything not yet written to this channel, including sends
+            # that arrive while we resend; the channel becomes the one `send_async` writes to
+            # with no await after the last check, so no send can fall between the two.
+            while unsent := [p for p in self._pending.values() if p.sent_on != generation]:
                 for pending in unsent:
-                    pending.sent_on = self._generation
-                    await ws.send_str(pending.frame)
-            self._connected.set()
+                    pending.sent_on = generation
+                    await channel.write(pending.context, pending.outgoing)
+            self._channel = channel
+            if channel.connected:
+                self._connected.set()
             self.last_error = None
             self._state_changed()
-            closed_by_us = await self._read(ws)
-        except (ConnectionError, aiohttp.ClientError, RuntimeError) as error:
-            self.last_error = f"connection lost: {error}"
-            closed_by_us = False
+            loss = await channel.lost()
         finally:
+            # Closing (cancelled): close() closes the channel, after the drain it granted.
+            if self._channel is channel:
+                self._channel = None
             self._connected.clear()
-        if ws.close_code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG and not closed_by_us:
-            self._fail_too_large()
+        self._current = None
+        await channel.close(1.0)
+        if loss.too_large:
+            self._fail_too_large(generation)
         if not self._closing:
-            if self.last_error is None:
-                self.last_error = "connection closed by the broker"
+            self.last_error = loss.reason
             self._state_changed()
             log.warning("producer_connection_lost", in_flight=len(self._pending), error=self.last_error)
 
-    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> bool:
-        """Handle the broker's answers until the connection closes; True if we closed it."""
-        release = self._window.release
-        observe = metrics.PUBLISH_LATENCY.observe
-        published = metrics.MESSAGES_PUBLISHED
-        parse = protocol.parse_answer
-        text = aiohttp.WSMsgType.TEXT
-        async for msg in ws:
-            if msg.type != text:
-                if msg.type == aiohttp.WSMsgType.ERROR:  # a frame we refuse: counted, then reconnect
-                    note_error_frame("producer", msg.data)
-                    return True
-                continue
-            try:
-                answer = parse(msg.data)
-            except protocol.MalformedFrame as error:
-                metrics.MALFORMED_FRAMES.labels(kind=error.kind).inc()
-                log.warning("malformed_frame", kind=error.kind, frame=str(msg.data)[:200])
-                continue
-            context = answer.context
-            pending = self._pending.pop(context, None) if context is not None else None
-            if pending is None:
-                if not answer.ok:
-                    # Pulsar answers a frame it could not parse without a context (send-error:3).
-                    log.warning("uncorrelated_send_error", result=answer.result, error=answer.error)
-                elif self._issued(context):
-                    continue  # a late answer to a message that already timed out: not malformed
-                metrics.MALFORMED_FRAMES.labels(kind="unknown_context").inc()
-                continue
-            release()
-            if not self._pending:
-                self._drained.set()
-            if pending.future.done():
-                continue
-            if answer.ok:
-                published.inc()
-                observe(time.monotonic() - pending.started)
-                pending.future.set_result(answer.message_id)
-            else:
-                metrics.PUBLISH_ERRORS.labels(reason=f"send_error_{answer.code}"[:32]).inc()
-                pending.future.set_exception(SendError(answer.code, answer.error))
-        return False
-
-    def _fail_too_large(self) -> None:
+    def _fail_too_large(self, generation: int) -> None:
         """The broker closed the connection on a frame over its limit (1009): fail that message alone.
 
         The close does not say which frame it was: the largest one written on that connection
         and not answered. Anything at least that large is refused before sending from now on,
         so the rest is resent and the connection does not die again on the same frame.
         """
-        written = [(ctx, p) for ctx, p in self._pending.items() if p.sent_on == self._generation]
+        written = [p for p in self._pending.values() if p.sent_on == generation]
         if not written:
             return
-        context, culprit = max(written, key=lambda item: len(item[1].frame))
-        self.max_frame_bytes = min(self.max_frame_bytes, len(culprit.frame) - 1)
-        del self._pending[context]
+        culprit = max(written, key=lambda p: p.size)
+        limit = culprit.size - 1
+        self.max_frame_bytes = limit if self.max_frame_bytes is None else min(self.max_frame_bytes, limit)
+        del self._pending[culprit.context]
         self._window.release()
         if not self._pending:
             self._drained.set()
         metrics.PUBLISH_ERRORS.labels(reason="too_large").inc()
-        log.warning(
-            "message_too_large", size=len(culprit.frame), limit=self.max_frame_bytes, closed_by="broker"
-        )
+        log.warning("message_too_large", size=culprit.size, limit=self.max_frame_bytes, closed_by="broker")
         if not culprit.future.done():
-            culprit.future.set_exception(MessageTooLarge(len(culprit.frame), self.max_frame_bytes))
-
-    def _issued(self, context: str | None) -> bool:
-        return (
-            context is not None
-            and context.isascii()
-            and context.isdigit()
-            and 0 < int(context) <= self._next_context
-        )
+            culprit.future.set_exception(MessageTooLarge(culprit.size, self.max_frame_bytes))
 
     async def _sweep_timeouts(self) -> None:
         """Fail messages older than send_timeout; one timer for all instead of one per send."""
@@ -407,38 +409,21 @@ class Producer:
                     )
                     pending.future.set_exception(SendTimeout(text, written=written))
 
-    def _fail_all(self, error: StreamError, reason: str) -> None:
+    def _fail_all(self, error: StreamError | None) -> None:
+        """Fail everything unanswered with `error`, or (None: closing) with `SendUnconfirmed` if it
+        was written (it may have been published) and `ConnectionLost` if it was not."""
         pending, self._pending = self._pending, {}
         for p in pending.values():
             self._window.release()
-            if not p.future.done():
-                metrics.PUBLISH_ERRORS.labels(reason=reason.lower()[:32]).inc()
-                p.future.set_exception(error)
-
-
-def _encoded(payload: bytes | str, properties: Mapping[str, str] | None, key: str | None) -> bytes:
-    """The payload as bytes, after checking that every text can be sent as UTF-8.
-
-    A lone surrogate ("\\ud800") is valid in a Python str and in JSON escapes, but not in UTF-8:
-    brokers refuse such a frame, Pulsar without telling which message it was.
-    """
-    _check_text("key", key)
-    for name, value in (properties or {}).items():
-        _check_text("a property name", name)
-        _check_text("property", value, name)
-    if isinstance(payload, bytes):
-        return payload
-    try:
-        return payload.encode()
-    except UnicodeEncodeError as error:
-        raise InvalidMessage(f"payload is not valid text: {error.reason} at position {error.start}") from None
-
-
-def _check_text(what: str, value: object, name: str | None = None) -> None:
-    if not isinstance(value, str) or value.isascii():  # ASCII (nearly always) is valid UTF-8
-        return
-    try:
-        value.encode()
-    except UnicodeEncodeError as error:
-        what = what if name is None else f"{what} {name.encode(errors='backslashreplace').decode()!r}"
-        raise InvalidMessage(f"{what} is not valid text: {error.reason} at position {error.start}") from None
+            if p.future.done():
+                continue
+            failure = error
+            if failure is None and p.sent_on >= 0:
+                failure = SendUnconfirmed(
+                    "producer closed before the broker answered; the message may have been published"
+                )
+            elif failure is None:
+                failure = ConnectionLost("producer closed before the message was sent")
+            reason = {SendUnconfirmed: "unconfirmed", ConnectionLost: "closed"}.get(type(failure))
+            metrics.PUBLISH_ERRORS.labels(reason=reason or type(failure).__name__.lower()[:32]).inc()
+            p.future.set_exception(failure)

@@ -141,9 +141,11 @@ class ServiceRuntime:
         self.worker = worker
         self.status = status or ServiceStatus(service)
         metrics.CLIENT.register()
-        address = StreamAddress.from_config(settings.client_config())
+        config = settings.client_config()
+        address = StreamAddress.from_config(config)
         self.status.details = {
             "backend": settings.stream_backend,
+            "transport": "binary" if config.binary else "websocket",
             "stream": settings.stream_name,
             "topic": address.full_topic,
             **self.status.details,

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from streampair.config import ClientConfig, describe_fields
+from streampair.config import BINARY_SCHEMES, URL_SCHEMES, ClientConfig, describe_fields, loopback_admin_url
 from streampair.connection import read_secret
 from streampair.errors import CredentialUnavailable
 
@@ -42,6 +42,8 @@ class ServiceSettings(BaseSettings):
 
     stream_backend: Literal["pulsar", "macrometa"] = "pulsar"
     stream_url: str = "ws://localhost:8080"
+    #: The admin REST API (stream creation, stats) when STREAM_URL is pulsar:// or pulsar+ssl://.
+    stream_admin_url: str | None = None
     stream_name: Name = "streamQuickstart"
     stream_tenant: Name = "public"
     stream_namespace: Name = "default"
@@ -68,19 +70,34 @@ class ServiceSettings(BaseSettings):
     @field_validator("stream_url")
     @classmethod
     def _url_scheme(cls, value: str) -> str:
-        if not value.startswith(("ws://", "wss://", "http://", "https://")):
-            raise ValueError("must start with ws://, wss://, http:// or https://")
-        try:
-            parts = urlsplit(value)
-            parts.port  # noqa: B018  (raises ValueError for a port out of range or not a number)
-        except ValueError:
-            raise ValueError("has an invalid port") from None
-        if not parts.hostname or not _is_host(parts.hostname):
-            raise ValueError("must name a host, as in ws://localhost:8080")
-        if parts.username or parts.password or parts.query or parts.fragment:
-            # Credentials here would end up in logs and /status; they have settings of their own.
-            raise ValueError("must not carry credentials or a query (use C8_API_KEY or STREAM_AUTH_TOKEN)")
-        return value.rstrip("/")
+        if not value.startswith(URL_SCHEMES):
+            raise ValueError("must start with pulsar://, pulsar+ssl://, ws://, wss://, http:// or https://")
+        return _plain_url(value)
+
+    @field_validator("stream_admin_url")
+    @classmethod
+    def _admin_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return _plain_url(value)
+
+    @model_validator(mode="after")
+    def _binary_needs(self) -> ServiceSettings:
+        if not self.stream_url.startswith(BINARY_SCHEMES):
+            return self
+        if self.stream_backend == "macrometa":
+            raise ValueError(
+                "STREAM_BACKEND=macrometa with a pulsar:// STREAM_URL: Macrometa speaks only the "
+                "WebSocket API; give its https:// URL"
+            )
+        if self.stream_admin_url is None and loopback_admin_url(self.stream_url) is None:
+            raise ValueError(
+                "STREAM_ADMIN_URL is required when STREAM_URL is pulsar:// or pulsar+ssl:// on a "
+                "remote host: the broker's admin REST API, such as http://pulsar:8080"
+            )
+        return self
 
     @field_validator("stream_name", "stream_tenant", "stream_namespace")
     @classmethod
@@ -137,6 +154,7 @@ class ServiceSettings(BaseSettings):
         """The library's view of these settings."""
         return ClientConfig(
             url=self.stream_url,
+            admin_url=self.stream_admin_url,
             stream=self.stream_name,
             backend=self.stream_backend,
             tenant=self.stream_tenant,
@@ -172,6 +190,21 @@ class ServiceSettings(BaseSettings):
             if match:
                 out[name] = match[0]
         return out
+
+
+def _plain_url(value: str) -> str:
+    """A broker URL: a host, a valid port if any, and nothing that belongs elsewhere."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018  (raises ValueError for a port out of range or not a number)
+    except ValueError:
+        raise ValueError("has an invalid port") from None
+    if not parts.hostname or not _is_host(parts.hostname):
+        raise ValueError("must name a host, as in pulsar://localhost:6650 or ws://localhost:8080")
+    if parts.username or parts.password or parts.query or parts.fragment:
+        # Credentials here would end up in logs and /status; they have settings of their own.
+        raise ValueError("must not carry credentials or a query (use C8_API_KEY or STREAM_AUTH_TOKEN)")
+    return value.rstrip("/")
 
 
 def secret_shape(value: object) -> object:
@@ -228,7 +261,9 @@ def format_validation_error(cls: type[BaseSettings], error: ValidationError) -> 
     variable = field_name.upper()
     info = cls.model_fields.get(field_name)
     # A URL may carry a password by mistake: never echo it either.
-    secret = info is not None and ("SecretStr" in repr(info.annotation) or field_name == "stream_url")
+    secret = info is not None and (
+        "SecretStr" in repr(info.annotation) or field_name in ("stream_url", "stream_admin_url")
+    )
     reason = first["msg"]
     if first["type"] == "literal_error":
         expected = first.get("ctx", {}).get("expected", "")

@@ -38,11 +38,18 @@ def sample() -> dict[str, Any]:
         "machine": {"cores": 2},
         "settings": {"latency_rates": [100, 1000, 10000]},
         "columns": {
-            "embedded": column(30_000, 20_000, 4.0),
-            "pulsar": column(12_000, 9_000, 8.0),
-            "pulsar_native": {"publish": {"msgs_per_s": 20_000}, "e2e": {"msgs_per_s": 15_000}},
+            "embedded": {**column(30_000, 20_000, 4.0), "standby": standby(0.4)},
+            "pulsar": {**column(12_000, 9_000, 8.0), "standby": standby(0.6)},
+            "pulsar_binary": {**column(18_000, 14_250, 9.0), "standby": standby(0.2)},
+            "pulsar_native": column(20_000, 15_000, 8.0),
+            "pulsar_raw_ws": {"publish": {"msgs_per_s": 13_000}, "e2e": {"msgs_per_s": 10_000}},
         },
     }
+
+
+def standby(per_replica: float) -> dict[str, Any]:
+    figures = {n: {"cpu_pct_per_replica": per_replica, "broker_cpu_pct": 10.0} for n in ("1", "5", "20")}
+    return {**figures, "fit": per_replica, "seconds": 20.0}
 
 
 def test_percentile_interpolates_between_ranks_like_numpy() -> None:
@@ -83,10 +90,19 @@ def test_json_has_the_required_keys_and_no_raw_samples(tmp_path: Path) -> None:
     assert data["publish_msgs_per_s"] == 30_000
     assert data["e2e_p99_ms_at_1000"] == 4.0
     assert data["rss_mb_max"] == 50.0
-    assert set(data["columns"]) == {"embedded", "pulsar", "pulsar_native"}
+    assert set(data["columns"]) == {"embedded", "pulsar", "pulsar_binary", "pulsar_native", "pulsar_raw_ws"}
     assert data["columns"]["pulsar"]["publish_msgs_per_s"] == 12_000
     assert "samples_ms" not in json.dumps(data)
     assert data["native_publish_ratio"] == 0.6
+    # issue #14: the binary transport against the native client, the WebSocket one against a raw client
+    assert data["pulsar_binary_publish_ratio"] == 0.9
+    assert data["pulsar_binary_e2e_ratio"] == 0.95
+    assert data["pulsar_binary_p99_ratio_at_1000"] == 1.125
+    assert data["pulsar_binary_takeover_p99_s"] == 1.2
+    assert data["pulsar_ws_e2e_ratio_to_raw_ws"] == 0.9
+    assert data["standby_cpu_pct_per_replica_pulsar_binary"] == {"1": 0.2, "5": 0.2, "20": 0.2, "fit": 0.2}
+    assert data["standby_cpu_pct_per_replica_pulsar_ws"]["20"] == 0.6
+    assert data["standby_cpu_pct_per_replica_embedded"]["fit"] == 0.4
 
 
 def test_goals_met_and_missed() -> None:
@@ -95,6 +111,14 @@ def test_goals_met_and_missed() -> None:
     assert goals["publish"]["met"] is True
     assert goals["latency"]["met"] is True
     assert goals["native_ratio"]["met"] is True
+    for name in ("binary_publish", "binary_e2e", "binary_p99", "binary_takeover", "ws_raw_ratio"):
+        assert goals[name]["met"] is True, name
+    assert goals["standby_binary"]["met"] is True
+    results["columns"]["pulsar_native"]["e2e"]["msgs_per_s"] = 20_000
+    results["columns"]["pulsar_binary"]["standby"]["20"]["cpu_pct_per_replica"] = 1.5
+    results = report.finalize(results)
+    assert results["goals"]["binary_e2e"]["met"] is False  # 14,250 / 20,000
+    assert results["goals"]["standby_binary"]["met"] is False
     results["columns"]["embedded"]["resources"]["broker"]["rss_mb_max"] = 81.0
     results["columns"]["pulsar"] = {"unavailable": "java not found"}
     goals = report.evaluate(results)
@@ -107,9 +131,16 @@ def test_table_shows_every_column_goal_and_unavailable_reason() -> None:
     results["columns"]["pulsar"] = {"unavailable": "Pulsar did not start: port in use"}
     text = report.table(results)
     lines = text.splitlines()
-    assert lines[0].startswith("| figure | embedded broker | Apache Pulsar")
+    assert lines[0].startswith(
+        "| figure | embedded broker | Apache Pulsar (WebSocket) | Pulsar binary (streampair) | "
+        "Pulsar native client | Pulsar raw WebSocket client |"
+    )
     publish = next(line for line in lines if line.startswith("| Publish throughput"))
-    assert "| 30,000 | unavailable | 20,000 | >= 20,000 msg/s | yes |" in publish
+    assert "| 30,000 | unavailable | 18,000 | 20,000 | 13,000 | >= 20,000 msg/s | yes |" in publish
+    e2e_ratio = next(line for line in lines if "/ native client: e2e |" in line)
+    assert "| 0.95 |" in e2e_ratio and "| yes |" in e2e_ratio
+    standby_20 = next(line for line in lines if "per standby, 20 standby replicas" in line)
+    assert "| 0.40 | unavailable | 0.20 |" in standby_20
     at_1000 = next(line for line in lines if "at 1,000 msg/s (ms)" in line)
     assert "0.50 / 4.00 / 8.00" in at_1000 and "| yes |" in at_1000
     assert "error" in next(line for line in lines if "at 10,000 msg/s (ms)" in line)

@@ -1,10 +1,22 @@
-"""One conformance suite, two brokers: every test runs against the `embedded` broker and a
-real Apache Pulsar (`pulsar`, marked `pulsar`: `make test-pulsar`), with the same assertions.
+"""One conformance suite, three targets: every test runs against the `embedded` broker, a real
+Apache Pulsar through its WebSocket API (`pulsar`) and the same Pulsar through its binary
+protocol (`binary`), with the same assertions (the Pulsar targets are marked `pulsar`:
+`make test-pulsar`).
+
+On `binary` our library (Connector, Producer, Consumer, Reader, StreamAdmin) speaks the binary
+protocol; the raw helpers below (`target.producer()`, `target.consumer()`, ...) still open
+WebSockets on the same Pulsar, so a mixed test also checks that both transports see the same
+topic. A test of the WebSocket wire itself (frames, handshake statuses, query parameters), or
+of the admin REST API alone (the same requests on both Pulsar targets), is marked
+`@pytest.mark.ws_only("why")` and runs on the embedded and Pulsar WebSocket targets only; what
+such a test checks at the client's level is checked through the library, on all three, in
+test_client.py.
 
 The embedded broker starts in-process per test on an ephemeral port with a fresh data dir.
-Pulsar is `PULSAR_URL` or a standalone started once per session (harness/pulsar.py).
-Every test uses its own topic and subscription names, so tests never see each other's
-messages on the shared Pulsar. Where the two disagreed, the embedded broker was changed.
+Pulsar is `PULSAR_URL` (and `PULSAR_BINARY_URL`) or a standalone started once per session
+(harness/pulsar.py). Every test uses its own topic and subscription names, so tests never see
+each other's messages on the shared Pulsar. Where the brokers disagreed, the embedded broker
+was changed.
 """
 
 from __future__ import annotations
@@ -14,10 +26,10 @@ import base64
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import aiohttp
 import pytest
@@ -26,7 +38,7 @@ from pydantic import SecretStr
 from streampair.config import ClientConfig
 from streampair.connection import Connector
 
-from harness.pulsar import pulsar_service
+from harness.pulsar import PulsarEndpoints
 from harness.secured import SUPERUSER, SecuredBroker, embedded_env, tls_material
 from harness.tokens import new_secret_key
 
@@ -37,7 +49,16 @@ WS = aiohttp.ClientWebSocketResponse
 TARGETS = [
     pytest.param("embedded", id="embedded"),
     pytest.param("pulsar", id="pulsar", marks=pytest.mark.pulsar),
+    pytest.param("binary", id="binary", marks=pytest.mark.pulsar),
 ]
+WEBSOCKET_TARGETS = TARGETS[:2]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """`target` on the three targets; a test marked `ws_only` on the two WebSocket ones."""
+    if "target" in metafunc.fixturenames:
+        ws_only = metafunc.definition.get_closest_marker("ws_only") is not None
+        metafunc.parametrize("target", WEBSOCKET_TARGETS if ws_only else TARGETS, indirect=True)
 
 
 def unique(prefix: str) -> str:
@@ -56,9 +77,29 @@ def unb64(text: str) -> str:
 class Target:
     """One broker under test and a client session to it."""
 
-    name: str  # "embedded" | "pulsar"
+    name: str  # "embedded" | "pulsar" | "binary"
     http: str  # http://127.0.0.1:PORT: admin REST and (as ws://) the WebSocket API
     session: aiohttp.ClientSession
+    #: pulsar://127.0.0.1:PORT on the binary target: the library's URL there.
+    binary: str | None = None
+
+    @property
+    def wire(self) -> Literal["websocket", "binary"]:
+        """The protocol our library speaks on this target."""
+        return "binary" if self.binary else "websocket"
+
+    @property
+    def url(self) -> str:
+        """STREAM_URL for the library and the services on this target."""
+        return self.binary or self.ws
+
+    @property
+    def stream_env(self) -> dict[str, str]:
+        """The services' environment for this target (STREAM_URL, and the admin URL on binary)."""
+        env = {"STREAM_URL": self.url}
+        if self.binary:
+            env["STREAM_ADMIN_URL"] = self.http
+        return env
 
     @property
     def ws(self) -> str:
@@ -79,7 +120,8 @@ class Target:
     # -- the library -------------------------------------------------------------------------
 
     def settings(self, topic: str, **extra: Any) -> ClientConfig:
-        return ClientConfig(backend="pulsar", url=self.ws, stream=topic, **extra)
+        admin = {"admin_url": self.http} if self.binary else {}
+        return ClientConfig(backend="pulsar", url=self.url, stream=topic, **{**admin, **extra})
 
     def connector(self, topic: str) -> Connector:
         """A Connector on its own session (closed by the Connector's owner, see `connectors`)."""
@@ -103,19 +145,13 @@ class Target:
             return body
 
 
-@pytest.fixture(scope="session")
-def pulsar_url() -> Iterator[str]:
-    """A real Pulsar for the whole session; started (and stopped) only if a pulsar test runs."""
-    with pulsar_service() as url:
-        yield url
-
-
-@pytest.fixture(params=TARGETS)
+@pytest.fixture
 async def target(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Target]:
-    if request.param == "pulsar":
-        url = request.getfixturevalue("pulsar_url")
+    if request.param in ("pulsar", "binary"):
+        endpoints: PulsarEndpoints = request.getfixturevalue("pulsar")
+        binary = endpoints.binary if request.param == "binary" else None
         async with aiohttp.ClientSession() as session:
-            yield Target("pulsar", url, session)
+            yield Target(request.param, endpoints.http, session, binary)
         return
     async with running_broker(tmp_path / "broker") as url, aiohttp.ClientSession() as session:
         yield Target("embedded", url, session)

@@ -3,11 +3,13 @@ read its stats (`subscriptions.{sub}.{msgBacklog,type,consumers}`), raw and thro
 
 from __future__ import annotations
 
+import pytest
 from streampair.admin import StreamAdmin
 
 from tests.conformance.conftest import Target, eventually, publish, recv_n, unique
 
 
+@pytest.mark.ws_only("admin REST alone: the same requests on both Pulsar targets")
 async def test_put_creates_a_topic_then_answers_409(target: Target) -> None:
     topic = unique("adm")
     url = target.admin_url(topic)
@@ -22,6 +24,7 @@ async def test_put_creates_a_topic_then_answers_409(target: Target) -> None:
     assert stats["subscriptions"] == {} and stats["publishers"] == []
 
 
+@pytest.mark.ws_only("admin REST alone: the same requests on both Pulsar targets")
 async def test_put_without_a_json_content_type_is_refused_with_415(target: Target) -> None:
     async with target.session.put(target.admin_url(unique("adm415"))) as response:
         assert response.status == 415
@@ -72,6 +75,7 @@ async def test_stats_report_backlog_type_and_consumers(target: Target) -> None:
     await producer.close()
 
 
+@pytest.mark.ws_only("admin REST alone: the same requests on both Pulsar targets")
 async def test_failover_stats_name_the_active_consumer(target: Target) -> None:
     topic, sub = unique("act"), unique("sub")
     consumers = [

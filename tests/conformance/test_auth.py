@@ -18,7 +18,9 @@ import aiohttp
 import pytest
 from streampair.config import ClientConfig
 from streampair.connection import Connector
+from streampair.consumer import Consumer
 from streampair.errors import CertificateError, Unauthorized
+from streampair.producer import Producer
 
 from harness.secured import AUTH_REFRESH_SECONDS, SecuredBroker
 from harness.tokens import hs256_token, new_secret_key
@@ -291,8 +293,7 @@ async def test_the_client_over_tls_with_the_private_ca_and_a_clear_error_without
 ) -> None:
     role = unique("tls")
     await secured.grant(role, ["produce"])
-    # The binary transport joins with one line: `secured.binary_tls` (pulsar+ssl://, the same CA and
-    # tokens; None on the embedded broker) appended to these URLs.
+    # the binary transport over pulsar+ssl:// through the library: test_the_binary_transport_over_tls
     for url in (secured.wss,):
         config = ClientConfig(url=url, stream=unique("tls"), auth_token=secured.token(role))
         trusted = Connector(replace(config, ca_bundle=secured.tls.ca))
@@ -334,3 +335,45 @@ async def test_the_client_names_the_setting_and_tells_401_from_403(
             await connector(token).open("producer")
         assert refused.value.status == status and words in str(refused.value)
         assert token not in str(refused.value)
+
+
+@pytest.mark.pulsar
+async def test_the_binary_transport_over_tls_with_tokens(secured_pulsar: SecuredBroker) -> None:
+    """pulsar+ssl:// (issue #14 with #19): the same CA and tokens as wss://. A message goes through
+    with each role's token; without the CA, a certificate error; a producer-only role may not subscribe."""
+    assert secured_pulsar.binary_tls is not None
+    producer_role, consumer_role = unique("bin-prod"), unique("bin-cons")
+    await secured_pulsar.grant(producer_role, ["produce"])
+    await secured_pulsar.grant(consumer_role, ["consume"])
+    stream = unique("binary-tls")
+    base = ClientConfig(
+        url=secured_pulsar.binary_tls,
+        admin_url=secured_pulsar.https,
+        stream=stream,
+        ca_bundle=secured_pulsar.tls.ca,
+        connect_timeout_seconds=10,
+    )
+    connectors = [
+        Connector(replace(base, auth_token=secured_pulsar.token(producer_role))),
+        Connector(replace(base, auth_token=secured_pulsar.token(consumer_role))),
+        Connector(replace(base, auth_token=secured_pulsar.token(producer_role), ca_bundle=None)),
+    ]
+    sending, receiving, untrusted = connectors
+    try:
+        consumer = Consumer(receiving, "s")
+        await consumer.connect()
+        async with Producer(sending) as producer:
+            await producer.send(b"over pulsar+ssl")
+        message = await asyncio.wait_for(anext(aiter(consumer)), 30)
+        assert message.payload == b"over pulsar+ssl"
+        assert await consumer.ack(message)
+        await consumer.close()
+        with pytest.raises(Unauthorized) as refused:  # the producer's role may not consume
+            await Consumer(sending, "s").connect()
+        assert refused.value.status == 403
+        with pytest.raises(CertificateError) as error:
+            await Consumer(untrusted, "s").connect()
+        assert "could not be verified" in str(error.value) and "STREAM_CA_BUNDLE" in str(error.value)
+    finally:
+        for connector in connectors:
+            await connector.close()

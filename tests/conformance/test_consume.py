@@ -28,6 +28,10 @@ from tests.conformance.conftest import (
     unique,
 )
 
+pytestmark = pytest.mark.ws_only(
+    "WebSocket frames: acks, nacks and redelivery through the library are in test_client.py"
+)
+
 
 async def test_acked_messages_are_not_redelivered_and_leave_the_backlog(target: Target) -> None:
     topic, sub = unique("ack"), unique("sub")

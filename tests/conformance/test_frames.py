@@ -13,6 +13,8 @@ import pytest
 
 from tests.conformance.conftest import WS, Frame, Target, b64, recv, send, unique
 
+pytestmark = pytest.mark.ws_only("WebSocket frames: the client-level behaviours are in test_client.py")
+
 NULL_ID = 'Cannot invoke "String.getBytes(java.nio.charset.Charset)" because "src" is null'
 
 

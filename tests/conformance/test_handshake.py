@@ -80,6 +80,7 @@ async def test_unknown_subscription_type_is_refused_with_400(target: Target, bad
     )
 
 
+@pytest.mark.ws_only("a WebSocket path with an empty subscription segment")
 async def test_empty_subscription_name_is_refused_with_400(target: Target) -> None:
     topic = unique("emptysub")
     with pytest.raises(aiohttp.WSServerHandshakeError) as raw:

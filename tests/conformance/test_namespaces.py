@@ -8,6 +8,10 @@ import pytest
 
 from tests.conformance.conftest import Target, unique
 
+pytestmark = pytest.mark.ws_only(
+    "WebSocket paths and admin REST: NamespaceNotFound through the library is in test_refusals.py"
+)
+
 
 async def status(target: Target, path: str) -> int:
     try:

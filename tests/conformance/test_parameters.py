@@ -10,6 +10,10 @@ import pytest
 
 from tests.conformance.conftest import Target, unique
 
+pytestmark = pytest.mark.ws_only(
+    "WebSocket query parameters and paths: the client-level behaviours are in test_client.py"
+)
+
 PRODUCER = [
     ({"compressionType": "LZ4"}, 101),
     ({"compressionType": "ZSTD"}, 101),

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import base64
 
+import pytest
 from streampair.producer import Producer
 
 from tests.conformance.conftest import Target, b64, recv, send, unique
 
 
+@pytest.mark.ws_only("WebSocket producer frames")
 async def test_publish_answers_ok_with_a_message_id_and_echoes_the_context(target: Target) -> None:
     ws = await target.producer(unique("pub"))
     await send(ws, {"payload": b64("hello"), "context": "ctx-1", "properties": {"k": "v"}, "key": "key-a"})
@@ -30,6 +32,7 @@ async def test_publish_answers_ok_with_a_message_id_and_echoes_the_context(targe
     await ws.close()
 
 
+@pytest.mark.ws_only("WebSocket producer frames")
 async def test_pipelined_sends_are_answered_in_order_with_their_contexts(target: Target) -> None:
     ws = await target.producer(unique("pipe"))
     for i in range(20):
@@ -41,6 +44,7 @@ async def test_pipelined_sends_are_answered_in_order_with_their_contexts(target:
     await ws.close()
 
 
+@pytest.mark.ws_only("WebSocket producer frames")
 async def test_non_json_frame_gets_send_error_3_without_context_and_the_connection_stays_usable(
     target: Target,
 ) -> None:
@@ -62,6 +66,7 @@ async def test_non_json_frame_gets_send_error_3_without_context_and_the_connecti
     await ws.close()
 
 
+@pytest.mark.ws_only("WebSocket producer frames")
 async def test_bad_payload_gets_send_error_7_with_context(target: Target) -> None:
     ws = await target.producer(unique("badb64"))
     await send(ws, {"payload": "%%%not base64%%%", "context": "b64"})

@@ -27,6 +27,10 @@ from tests.conformance.conftest import (
     unique,
 )
 
+pytestmark = pytest.mark.ws_only(
+    "WebSocket frames and parameters the library does not expose (event time, delayed delivery, DLQ topic)"
+)
+
 #: Java's ISO_OFFSET_DATE_TIME in UTC: no trailing zeros in the fraction, none at all for .000.
 JAVA_INSTANT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{0,2}[1-9])?Z")
 

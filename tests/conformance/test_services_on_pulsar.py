@@ -1,6 +1,7 @@
-"""The services' Exclusive story with the real processes against a real Apache Pulsar:
-one consumer active, one refused (409) and waiting as a standby, SIGKILL of the active one,
-takeover by the standby, and every message the producer published received by someone.
+"""The services' Exclusive story with the real processes against a real Apache Pulsar, through
+its WebSocket API and through its binary protocol: one consumer active, one refused (409,
+ConsumerBusy) and waiting as a standby, SIGKILL of the active one, takeover by the standby,
+and every message the producer published received by someone.
 
 Same story as tests/e2e/test_exclusive.py (embedded broker), with one change of order: the
 consumers start before the producer. Pulsar creates a subscription at its first consumer's
@@ -23,21 +24,23 @@ from harness import (
     is_busy_warning,
     stop_producer_and_collect,
 )
+from harness.pulsar import PulsarEndpoints
 from tests.conformance.conftest import unique
 
 pytestmark = pytest.mark.pulsar
 
 
+@pytest.mark.parametrize("transport", ["websocket", "binary"])
 async def test_exclusive_standby_takes_over_after_sigkill_and_nothing_is_lost_on_pulsar(
-    pulsar_url: str, tmp_path: Path
+    pulsar: PulsarEndpoints, tmp_path: Path, transport: str
 ) -> None:
     stream, subscription = unique("svc"), unique("svc-sub")
-    cluster = Cluster(
-        tmp_path,
-        STREAM_URL="ws" + pulsar_url.removeprefix("http"),
-        STREAM_NAME=stream,
-        SUBSCRIPTION_NAME=subscription,
+    where = (
+        {"STREAM_URL": pulsar.binary, "STREAM_ADMIN_URL": pulsar.http}
+        if transport == "binary"
+        else {"STREAM_URL": pulsar.ws}
     )
+    cluster = Cluster(tmp_path, **where, STREAM_NAME=stream, SUBSCRIPTION_NAME=subscription)
     try:
         c1 = await cluster.start_consumer("consumer-1")
         c2 = await cluster.start_consumer("consumer-2")
@@ -65,5 +68,6 @@ async def test_exclusive_standby_takes_over_after_sigkill_and_nothing_is_lost_on
         assert set(got) >= published
         _, status = await standby.get_json("/status")
         assert status["role"] == "active"
+        assert status["transport"] == transport
     finally:
         await cluster.stop()

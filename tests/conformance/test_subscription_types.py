@@ -23,6 +23,8 @@ from tests.conformance.conftest import (
     unique,
 )
 
+pytestmark = pytest.mark.ws_only("WebSocket frames: the four types through the library are in test_client.py")
+
 #: How long a consumer that must get nothing is watched. An absence has no event to await;
 #: by then the active consumer has received and acknowledged everything, so a misrouted
 #: message would already be on its way. Short, to keep the suite fast.

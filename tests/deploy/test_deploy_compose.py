@@ -68,14 +68,24 @@ def test_pulsar_variant() -> None:
     image, tag = pulsar["image"].split(":")
     assert image == "apachepulsar/pulsar"
     assert tag == pulsar_version(), "one Pulsar version: the one scripts/pulsar-standalone assembles"
-    assert pulsar["command"] == ["bin/pulsar", "standalone", "--no-functions-worker", "--no-stream-storage"]
+    assert pulsar["command"] == [
+        "bin/pulsar",
+        "standalone",
+        "--no-functions-worker",
+        "--no-stream-storage",
+        # what binary clients connect to after the lookup: Pulsar 4.0's standalone says "localhost"
+        "--advertised-address",
+        "pulsar",
+    ]
     assert pulsar["healthcheck"]["test"] == ["CMD", "bin/pulsar-admin", "brokers", "healthcheck"]
     assert "PULSAR_MEM" in pulsar["environment"]
     assert any(str(v).endswith(":/pulsar/data") for v in pulsar["volumes"])
     for name in CLIENTS:
         env = services[name]["environment"]
-        assert env["STREAM_URL"] == "ws://pulsar:8080"
+        assert env["STREAM_URL"] == "pulsar://pulsar:6650"  # the binary protocol by default
+        assert env["STREAM_ADMIN_URL"] == "http://pulsar:8080"
         assert services[name]["depends_on"] == {"pulsar": {"condition": "service_healthy"}}
+    assert {"6650", "8080"} <= set(pulsar["expose"])
     assert services["producer"]["environment"]["PUBLISH_INTERVAL_SECONDS"] == "1"
     assert services["consumer"]["environment"]["SUBSCRIPTION_TYPE"] == "Exclusive"
 
@@ -114,9 +124,10 @@ def test_lite_variant_replaces_pulsar_with_the_embedded_broker() -> None:
     assert "PULSAR_MEM" not in env, "!override must drop Pulsar's environment"
     assert broker["volumes"] == ["broker-data:/data"], "!override must drop Pulsar's volume"
     assert "/admin/v2/brokers/health" in " ".join(broker["healthcheck"]["test"])
-    # producer and consumer are untouched: same name, same URL, same depends_on
+    # producer and consumer: the same name and depends_on, the WebSocket API (all the broker speaks)
     for name in CLIENTS:
         assert services[name]["environment"]["STREAM_URL"] == "ws://pulsar:8080"
+        assert services[name]["environment"]["STREAM_ADMIN_URL"] == ""
         assert services[name]["depends_on"]["pulsar"]["condition"] == "service_healthy"
 
 
@@ -155,7 +166,8 @@ def test_secure_variant_least_privilege_tokens_from_files_and_tls() -> None:
     for name in CLIENTS:
         svc = services[name]
         env = svc["environment"]
-        assert env["STREAM_URL"] == "wss://pulsar:8443"
+        assert env["STREAM_URL"] == "pulsar+ssl://pulsar:6651"
+        assert env["STREAM_ADMIN_URL"] == "https://pulsar:8443"
         assert env["STREAM_CA_BUNDLE"] == "/run/secrets/streampair/ca.pem"
         assert env["STREAM_AUTH_TOKEN_FILE"] == "/run/secrets/streampair/token"
         assert "STREAM_AUTH_TOKEN" not in env, "a token in the environment would be visible to docker inspect"

@@ -138,8 +138,10 @@ def test_network_policy(overlay: str) -> None:
     assert ingress["ports"] == [{"protocol": "TCP", "port": 8000}]
     dns, broker = spec["egress"]
     assert {p["port"] for p in dns["ports"]} == {53}
-    expected_port = {"macrometa": 443, "pulsar-cluster": 8443}.get(overlay, 8080)
-    assert broker["ports"] == [{"protocol": "TCP", "port": expected_port}]
+    # Pulsar: the binary protocol (6650) and the admin REST API (8080); pulsar-cluster: both over TLS
+    # (6651, 8443); Macrometa: HTTPS
+    expected_ports = {"macrometa": [443], "pulsar-cluster": [8443, 6651]}.get(overlay, [8080, 6650])
+    assert broker["ports"] == [{"protocol": "TCP", "port": port} for port in expected_ports]
     if overlay == "demo":
         assert broker["to"] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "pulsar"}}}]
     if overlay == "pulsar-cluster":
@@ -154,13 +156,18 @@ def config(objs: list[dict[str, Any]]) -> dict[str, str]:
 
 def test_demo_overlay_runs_pulsar() -> None:
     objs = objects("overlays/demo")
-    assert config(objs)["STREAM_URL"] == "ws://pulsar:8080"
+    assert config(objs)["STREAM_URL"] == "pulsar://pulsar:6650"
+    assert config(objs)["STREAM_ADMIN_URL"] == "http://pulsar:8080"
     pulsar = find(objs, "StatefulSet", "pulsar")
     (container,) = pulsar["spec"]["template"]["spec"]["containers"]
     assert container["image"].startswith("apachepulsar/pulsar:4.0.")
     assert container["command"][:2] == ["bin/pulsar", "standalone"]
+    # binary clients connect to what the broker advertises after the lookup: the pod, not "localhost"
+    assert container["command"][-2:] == ["--advertised-address", "$(POD_IP)"]
+    (pod_ip,) = [e for e in container["env"] if e["name"] == "POD_IP"]
+    assert pod_ip["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
     assert pulsar["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "data"
-    assert find(objs, "Service", "pulsar")["spec"]["ports"][0]["port"] == 8080
+    assert [p["port"] for p in find(objs, "Service", "pulsar")["spec"]["ports"]] == [8080, 6650]
     assert {o["kind"] for o in objs} >= {"PodMonitor", "PrometheusRule"}
 
 
@@ -168,7 +175,8 @@ def test_pulsar_cluster_overlay() -> None:
     """TLS to the Helm chart's proxy; each client's own token and the CA as projected Secret files."""
     objs = objects("overlays/pulsar-cluster")
     data = config(objs)
-    assert data["STREAM_URL"] == "wss://pulsar-proxy.pulsar.svc:443"
+    assert data["STREAM_URL"] == "pulsar+ssl://pulsar-proxy.pulsar.svc:6651"
+    assert data["STREAM_ADMIN_URL"] == "https://pulsar-proxy.pulsar.svc:443"
     assert data["STREAM_AUTH_TOKEN_FILE"] == "/var/run/secrets/streampair/token"
     assert data["STREAM_CA_BUNDLE"] == "/var/run/secrets/streampair/ca.crt"
     assert not [o for o in objs if o["kind"] == "StatefulSet"]

@@ -30,6 +30,9 @@ SHARED: list[tuple[str, str]] = [
     ("STREAM_URL", "ftp://localhost"),
     ("STREAM_URL", "ws://"),
     ("STREAM_URL", "ws://localhost:99999"),
+    ("STREAM_URL", "pulsar://user:pw@pulsar:6650"),
+    ("STREAM_ADMIN_URL", "ftp://pulsar:8080"),
+    ("STREAM_ADMIN_URL", "http://pulsar:8080?token=x"),
     ("STREAM_NAME", "bad name/with slash"),
     ("STREAM_NAME", ".."),
     ("STREAM_TENANT", "a/b"),
@@ -194,3 +197,47 @@ def test_broker_command_checks(tmp_path: Path) -> None:
         "BROKER_TLS_CERT",
     )
     one_line_2(run("broker", BROKER_DATA_DIR=data, BROKER_TLS_KEY=str(garbage)), "BROKER_TLS")
+
+
+BINARY = {"STREAM_URL": "pulsar://pulsar:6650", "STREAM_ADMIN_URL": "http://pulsar:8080"}
+
+
+@pytest.mark.parametrize(
+    ("env", "words"),
+    [
+        # a remote broker's admin API cannot be guessed from its binary URL
+        ({"STREAM_URL": "pulsar://pulsar:6650"}, "STREAM_ADMIN_URL is required"),
+        ({"STREAM_URL": "pulsar+ssl://pulsar:6651"}, "STREAM_ADMIN_URL is required"),
+        ({**BINARY, "PRIORITY_LEVEL": "1"}, "PRIORITY_LEVEL is not available with a pulsar:// STREAM_URL"),
+        ({**BINARY, "STREAM_BACKEND": "macrometa"}, "Macrometa speaks only the WebSocket API"),
+    ],
+)
+def test_what_the_binary_transport_cannot_do_is_refused_at_start(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], env: dict[str, str], words: str
+) -> None:
+    clean_env(monkeypatch, ConsumerSettings)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SystemExit) as info:
+        load_settings(ConsumerSettings, "streampair-consumer", argv=[])
+    assert info.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0], lines
+
+
+@pytest.mark.parametrize(
+    ("url", "admin"),
+    [
+        ("pulsar://127.0.0.1:6650", "http://127.0.0.1:8080"),  # loopback: Pulsar's default port
+        ("pulsar+ssl://localhost:6651", "https://localhost:8443"),
+        ("ws://pulsar:8080", None),  # the WebSocket API: REST on the same host
+    ],
+)
+def test_the_admin_url_is_derived_for_loopback_only(
+    monkeypatch: pytest.MonkeyPatch, url: str, admin: str | None
+) -> None:
+    clean_env(monkeypatch, ConsumerSettings)
+    monkeypatch.setenv("STREAM_URL", url)
+    config = load_settings(ConsumerSettings, "streampair-consumer", argv=[]).client_config()
+    assert config.admin_url == admin
+    assert config.binary is url.startswith("pulsar")

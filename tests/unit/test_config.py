@@ -41,7 +41,7 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
         ("HTTP_PORT", "0", "HTTP_PORT"),
         ("HTTP_PORT", "abc", "HTTP_PORT"),
         ("STREAM_BACKEND", "kafka", "STREAM_BACKEND: expected one of 'pulsar' or 'macrometa'"),
-        ("STREAM_URL", "ftp://x", "STREAM_URL: must start with ws://"),
+        ("STREAM_URL", "ftp://x", "STREAM_URL: must start with pulsar://, pulsar+ssl://, ws://"),
         ("STREAM_GLOBAL", "perhaps", "STREAM_GLOBAL"),
         ("LOG_FORMAT", "xml", "LOG_FORMAT"),
         (

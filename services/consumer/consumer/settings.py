@@ -5,7 +5,8 @@ from __future__ import annotations
 import socket
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
+from streampair.config import BINARY_SCHEMES
 from streampair.processing import DeadLetterPolicy
 from streampair.protocol import MAX_RECEIVER_QUEUE, SubscriptionType
 from streampair.settings import Name, ServiceSettings
@@ -38,6 +39,15 @@ class ConsumerSettings(ServiceSettings):
         if value is not None and set(value) == {"."}:
             raise ValueError("must not be only dots")
         return value
+
+    @model_validator(mode="after")
+    def _priority_needs_websocket(self) -> ConsumerSettings:
+        if self.priority_level is not None and self.stream_url.startswith(BINARY_SCHEMES):
+            raise ValueError(
+                "PRIORITY_LEVEL is not available with a pulsar:// STREAM_URL (pulsar-client does not "
+                "expose consumer priority): unset it, or use the WebSocket API (ws:// URL)"
+            )
+        return self
 
     def dead_letter_policy(self) -> DeadLetterPolicy:
         return DeadLetterPolicy(

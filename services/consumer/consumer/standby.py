@@ -1,6 +1,7 @@
 """StandbyLoop: hold the subscription, or wait as a standby until it is free.
 
-In Exclusive mode the broker refuses a second consumer at the handshake (HTTP 409). Instead
+In Exclusive mode the broker refuses a second consumer (WebSocket: HTTP 409 at the handshake;
+binary protocol: ConsumerBusy; both raise SubscriptionBusy). Instead
 of crashing like the Node.js example, the refused consumer says so once, reports role
 `standby`, stays Ready (it can take over) and tries again every `standby_retry_seconds`
 (jittered, so several standbys do not retry in lockstep). When the active consumer goes
@@ -127,7 +128,7 @@ class StandbyLoop:
         Iteration reconnects by itself after a network failure; a 409 on such a reconnect
         (someone took the subscription meanwhile) is raised here like a first refusal.
         """
-        if not self.consumer.connected:
+        if not self.consumer.attached:  # (binary: attached and reconnecting by itself counts)
             await self.consumer.connect()
         self._delays.reset()
         self._busy_said = False
