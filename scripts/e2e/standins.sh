@@ -15,7 +15,7 @@ standin_frontend() {
   esac
   dir="$CACHE/standins/frontend"
   rm -rf "$dir" && mkdir -p "$dir/root/bin"
-  GOMODCACHE="$CACHE/go/mod" GOCACHE="$CACHE/go/build" GOFLAGS=-modcacherw CGO_ENABLED=0 GOBIN="$dir/root/bin" \
+  GOMODCACHE="$ROOT/.cache/go/mod" GOCACHE="$ROOT/.cache/go/build" GOFLAGS=-modcacherw CGO_ENABLED=0 GOBIN="$dir/root/bin" \
     go install -trimpath -ldflags "-s -w" "github.com/moby/buildkit/frontend/dockerfile/cmd/dockerfile-frontend@$version"
   tar -C "$dir/root" -c . | docker import \
     --change 'ENTRYPOINT ["/bin/dockerfile-frontend"]' \
