@@ -365,7 +365,7 @@ async def test_the_binary_transport_over_tls_with_tokens(secured_pulsar: Secured
         async with Producer(sending) as producer:
             await producer.send(b"over pulsar+ssl")
         message = await asyncio.wait_for(anext(aiter(consumer)), 30)
-        assert message.payload == b"over pulsar+ssl"
+        assert message.data == b"over pulsar+ssl"
         assert await consumer.ack(message)
         await consumer.close()
         with pytest.raises(Unauthorized) as refused:  # the producer's role may not consume
