@@ -157,32 +157,17 @@ def main() -> None:
         time.sleep(0.1)
     show("reconnect to sub1 right after consumer 1 closed: (ms, status) per attempt", attempts)
 
-    # 4. bad subscriptionType, other bad parameters and paths
-    show(
-        "subscriptionType=Bogus, raw HTTP answer",
-        raw_upgrade(port, f"/ws/v2/consumer/{ns}/{t1}/sub-bogus?subscriptionType=Bogus"),
-    )
-    show(
-        "subscriptionType=shared (lower case), raw HTTP answer",
-        raw_upgrade(port, f"/ws/v2/consumer/{ns}/{t1}/sub-lc?subscriptionType=shared"),
-    )
-    show(
-        "receiverQueueSize=abc, raw HTTP answer",
-        raw_upgrade(port, f"/ws/v2/consumer/{ns}/{t1}/sub-rq?receiverQueueSize=abc"),
-    )
-    show(
-        "consumer with empty subscription (trailing slash), raw HTTP answer",
-        raw_upgrade(port, f"/ws/v2/consumer/{ns}/{t1}/"),
-    )
-    show(
-        "consumer without subscription segment, raw HTTP answer",
-        raw_upgrade(port, f"/ws/v2/consumer/{ns}/{t1}"),
-    )
-    show("double slash //ws/v2/producer/..., raw HTTP answer", raw_upgrade(port, f"/{prod_path}"))
-    show(
-        "unknown tenant/namespace producer, raw HTTP answer",
-        raw_upgrade(port, f"/ws/v2/producer/persistent/nosuchtenant/nons/{t1}"),
-    )
+    # 4. bad subscriptionType, other bad parameters and paths: each one's raw HTTP answer
+    for title, path in [
+        ("subscriptionType=Bogus", f"/ws/v2/consumer/{ns}/{t1}/sub-bogus?subscriptionType=Bogus"),
+        ("subscriptionType=shared (lower case)", f"/ws/v2/consumer/{ns}/{t1}/sub-lc?subscriptionType=shared"),
+        ("receiverQueueSize=abc", f"/ws/v2/consumer/{ns}/{t1}/sub-rq?receiverQueueSize=abc"),
+        ("consumer with empty subscription (trailing slash)", f"/ws/v2/consumer/{ns}/{t1}/"),
+        ("consumer without subscription segment", f"/ws/v2/consumer/{ns}/{t1}"),
+        ("double slash //ws/v2/producer/...", f"/{prod_path}"),
+        ("unknown tenant/namespace producer", f"/ws/v2/producer/persistent/nosuchtenant/nons/{t1}"),
+    ]:
+        show(f"{title}, raw HTTP answer", raw_upgrade(port, path))
     show("plain HTTP GET (no upgrade) on the producer path", {"curl_like": _plain_get(port, prod_path)})
 
     # 5. bad producer frames
