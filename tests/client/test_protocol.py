@@ -51,6 +51,13 @@ async def fake_broker(kind: str, handler: Handler) -> AsyncIterator[Connector]:
             await connector.close()
 
 
+async def held_open(ws: web.WebSocketResponse) -> web.WebSocketResponse:
+    """Read and ignore frames until the client goes: the end of a handler that answers no more."""
+    async for _ in ws:
+        pass
+    return ws
+
+
 def sample(name: str, labels: dict[str, str] | None = None) -> float:
     return REGISTRY.get_sample_value(name, labels or {}) or 0.0
 
@@ -146,9 +153,7 @@ async def test_producer_send_timeout_counts_an_error() -> None:
     async def silent(request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
-        async for _ in ws:
-            pass
-        return ws
+        return await held_open(ws)
 
     before = sample("streampair_publish_errors_total", {"reason": "timeout"})
     async with fake_broker("producer", silent) as connector, Producer(connector, send_timeout=0.3) as p:
@@ -222,9 +227,7 @@ async def test_an_ack_for_a_message_of_a_dead_connection_is_not_sent() -> None:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
         await ws.send_str(json.dumps({"messageId": "m1", "payload": b64("x")}))
-        async for _ in ws:
-            pass
-        return ws
+        return await held_open(ws)
 
     async with fake_broker("consumer", consumer) as connector:
         c = Consumer(connector, "sub")
@@ -282,9 +285,7 @@ async def test_a_late_answer_is_not_counted_as_malformed() -> None:
         await ws.send_str(json.dumps({"result": "ok", "messageId": "late", "context": first["context"]}))
         second = json.loads((await ws.receive()).data)
         await ws.send_str(json.dumps({"result": "ok", "messageId": "on-time", "context": second["context"]}))
-        async for _ in ws:
-            pass
-        return ws
+        return await held_open(ws)
 
     before = sample("streampair_malformed_frames_total", {"kind": "unknown_context"})
     async with fake_broker("producer", slow) as connector, Producer(connector, send_timeout=0.3) as p:
