@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -54,13 +54,23 @@ async def dead_letter_the_next(cfg: ClientConfig, error: Exception) -> None:
     async def handler(_: Message) -> None:
         raise error
 
-    processor = Processor(consumer, handler, DeadLetterPolicy(max_delivery_attempts=1))
-    async for message in consumer:
-        assert await processor.process(message) == "dead_lettered"
-        break
-    await processor.close()
+    once = DeadLetterPolicy(max_delivery_attempts=1)
+    assert await process_first(consumer, handler, once) == "dead_lettered"
     await consumer.close()
     await connector.close()
+
+
+async def process_first(
+    consumer: Consumer, handler: Callable[[Message], Awaitable[None]], policy: DeadLetterPolicy
+) -> Outcome:
+    """The outcome of the first message to arrive, processed with `policy`."""
+    processor = Processor(consumer, handler, policy)
+    try:
+        async for message in consumer:
+            return await processor.process(message)
+        raise AssertionError("the consumer stopped before a message came")
+    finally:
+        await processor.close()
 
 
 async def read_all(base: str, stream: str, count: int) -> list[Message]:
@@ -173,11 +183,7 @@ async def test_zero_attempts_retries_forever_and_a_stop_leaves_the_message_unack
         raise Poison("never works")
 
     policy = DeadLetterPolicy(max_delivery_attempts=0, first_delay_seconds=0.001, max_delay_seconds=0.001)
-    processor = Processor(consumer, handler, policy)
-    async for message in consumer:
-        assert await processor.process(message) == "unacked"
-        break
-    await processor.close()
+    assert await process_first(consumer, handler, policy) == "unacked"
     await consumer.close()
     await connector.close()
     assert attempts == 12  # far past the default 5: 0 means never dead-letter
