@@ -165,12 +165,7 @@ class ChaosPulsar:
         )
         took = time.monotonic() - t0
         if done.returncode != 0:
-            log = self.cache / "pulsar.log"
-            tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
-            raise RuntimeError(
-                f"Pulsar restart failed ({done.returncode}): {done.stderr[-2000:]}\n"
-                f"--- pulsar.log ---\n{tail}"
-            )
+            raise self.standalone.failure("start (a restart)", done)
         self.restart_seconds.append(took)
         return took
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -33,36 +36,23 @@ class BenchConfig:
         quick = env.get("BENCH_QUICK", "") not in ("", "0")
         pulsar = env.get("BENCH_PULSAR", "0" if quick else "1") not in ("", "0")
         retry = env.get("BENCH_STANDBY_RETRY_SECONDS") or None
-        if quick:
-            return cls(
-                quick=True,
-                pulsar=pulsar,
-                throughput_messages=20_000,
-                latency_rates=(100, 1_000, 10_000),
-                latency_seconds=1.5,
-                takeover_trials=5,
-                resources_seconds=3.0,
-                ready_trials=1,
-                standby_retry=retry,
-                repeats=1,
-                standby_replicas=(1, 5, 20),
-                standby_seconds=4.0,
-                standby_warmup=0.0,
-                deadline_seconds=600.0 if pulsar else 180.0,
-            )
+
+        def pick(quick_value: T, full_value: T) -> T:
+            return quick_value if quick else full_value
+
         return cls(
-            quick=False,
+            quick=quick,
             pulsar=pulsar,
-            throughput_messages=100_000,
+            throughput_messages=pick(20_000, 100_000),
             latency_rates=(100, 1_000, 10_000),
-            latency_seconds=10.0,
-            takeover_trials=20,
-            resources_seconds=15.0,
-            ready_trials=3,
+            latency_seconds=pick(1.5, 10.0),
+            takeover_trials=pick(5, 20),
+            resources_seconds=pick(3.0, 15.0),
+            ready_trials=pick(1, 3),
             standby_retry=retry,
-            repeats=3,
+            repeats=pick(1, 3),
             standby_replicas=(1, 5, 20),
-            standby_seconds=20.0,
-            standby_warmup=15.0,
-            deadline_seconds=3600.0,
+            standby_seconds=pick(4.0, 20.0),
+            standby_warmup=pick(0.0, 15.0),
+            deadline_seconds=pick(600.0 if pulsar else 180.0, 3600.0),
         )

@@ -18,16 +18,12 @@ from typing import Any
 import aiohttp
 
 from bench.stats import summary
-from harness import Cluster, Service, cpu_seconds, free_port, log_time, rss_mb
+from harness import Cluster, Service, cpu_seconds, free_port, log_time, rss_mb, status_mb
 
 
 def peak_rss_mb(pid: int) -> float:
     """Peak resident memory since start in MB (/proc/PID/status VmHWM)."""
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
+    return status_mb(pid, "VmHWM")
 
 
 async def wait_role(svc: Service, wanted: str, timeout: float = 20.0) -> None:

@@ -27,7 +27,7 @@ import time
 import uuid
 from typing import Any
 
-from harness import ROOT
+from harness import start_module
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -120,12 +120,9 @@ class Standbys:
         self.proc: asyncio.subprocess.Process | None = None
 
     async def __aenter__(self) -> Standbys:
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
+        self.proc = await start_module(
             "bench.standby",
-            json.dumps(self.spec),
-            cwd=str(ROOT),
+            self.spec,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.DEVNULL,

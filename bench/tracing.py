@@ -19,7 +19,6 @@ import json
 import os
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 import uuid
@@ -74,14 +73,11 @@ class _Proc:
         self.proc: asyncio.subprocess.Process | None = None
 
     async def start(self) -> _Proc:
-        from harness import ROOT
+        from harness import start_module
 
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
+        self.proc = await start_module(
             "bench.tracing_worker",
-            json.dumps(self.spec),
-            cwd=str(ROOT),
+            self.spec,
             env=self.env,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,

@@ -50,6 +50,10 @@ class Pacer:
         """Monotonic time at which message number `index` (0-based) is due."""
         return self.start + index / self.rate
 
+    def delay(self, index: int) -> float:
+        """Seconds until message number `index` is due (0 or less: it is due)."""
+        return self.wait_until(index) - time.monotonic()
+
 
 # -- ours ------------------------------------------------------------------------------------------
 
@@ -84,10 +88,8 @@ async def publish(spec: dict[str, Any]) -> dict[str, Any]:
         wall0, t0 = time.time(), time.monotonic()
         pacer = Pacer(rate, t0) if rate > 0 else None
         for i in range(count):
-            if pacer is not None:
-                delay = pacer.wait_until(i) - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
+            if pacer is not None and (delay := pacer.delay(i)) > 0:
+                await asyncio.sleep(delay)
             props = {"sent_ns": str(time.time_ns())}
             unanswered.append(await producer.send_async(payload, props))
             if len(unanswered) > window:
@@ -175,10 +177,8 @@ def native_publish(spec: dict[str, Any]) -> dict[str, Any]:
         wall0, t0 = time.time(), time.monotonic()
         pacer = Pacer(rate, t0) if rate > 0 else None
         for i in range(count):
-            if pacer is not None:
-                delay = pacer.wait_until(i) - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)  # a synchronous client: blocking is how it waits
+            if pacer is not None and (delay := pacer.delay(i)) > 0:
+                time.sleep(delay)  # a synchronous client: blocking is how it waits
             producer.send_async(payload, done, properties={"sent_ns": str(time.time_ns())})
         producer.flush()
         seconds = time.monotonic() - t0
@@ -265,7 +265,7 @@ async def raw_ws_publish(spec: dict[str, Any]) -> dict[str, Any]:
         wall0, t0 = time.time(), time.monotonic()
         pacer = Pacer(rate, t0) if rate > 0 else None
         for i in range(count):
-            if pacer is not None and (delay := pacer.wait_until(i) - time.monotonic()) > 0:
+            if pacer is not None and (delay := pacer.delay(i)) > 0:
                 await asyncio.sleep(delay)
             await window.acquire()
             sent_ns = {"sent_ns": str(time.time_ns())}

@@ -10,14 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import sys
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from bench.stats import summary
-from harness import ROOT
+from harness import start_module
 
 
 class WorkerError(RuntimeError):
@@ -51,12 +50,9 @@ class Worker:
         self._pump: asyncio.Task[None] | None = None
 
     async def start(self) -> Worker:
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
+        self.proc = await start_module(
             "bench.worker",
-            json.dumps(self.spec),
-            cwd=str(ROOT),
+            self.spec,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             limit=64 * 1024 * 1024,

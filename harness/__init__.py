@@ -4,7 +4,18 @@ Development tooling, not shipped in any image. `tests/` and `bench/` both import
 (never from each other), so a service is started, watched and judged the same way in both.
 """
 
-from harness.processes import ROOT, Cluster, Service, base_env, cpu_seconds, free_port, rss_mb, serve_app
+from harness.processes import (
+    ROOT,
+    Cluster,
+    Service,
+    base_env,
+    cpu_seconds,
+    free_port,
+    rss_mb,
+    serve_app,
+    start_module,
+    status_mb,
+)
 from harness.story import (
     FAST,
     active_and_standby,
@@ -37,6 +48,8 @@ __all__ = [
     "role",
     "rss_mb",
     "serve_app",
+    "start_module",
+    "status_mb",
     "stop_producer_and_collect",
     "until",
 ]

@@ -42,13 +42,26 @@ async def serve_app(app: web.Application) -> AsyncIterator[str]:
         await runner.cleanup()
 
 
-def rss_mb(pid: int) -> float:
-    """Resident memory of a process now, in MB (Linux /proc)."""
+def status_mb(pid: int, field: str) -> float:
+    """A memory figure of /proc/PID/status (VmRSS, VmHWM, ...) in MB; 0 when it has none."""
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     return 0.0
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process now, in MB (Linux /proc)."""
+    return status_mb(pid, "VmRSS")
+
+
+async def start_module(module: str, spec: dict[str, Any], **options: Any) -> asyncio.subprocess.Process:
+    """`python -m <module> '<spec as JSON>'` from the repository's root: a benchmark's worker
+    process; `options` are create_subprocess_exec's (pipes, env, limit)."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", module, json.dumps(spec), cwd=str(ROOT), **options
+    )
 
 
 def cpu_seconds(pid: int) -> float:

@@ -88,13 +88,18 @@ class PulsarStandalone:
         started = _run("start", self.env, timeout=300)
         self.start_seconds = time.monotonic() - t0
         if started.returncode != 0:
-            log = self.cache / "pulsar.log"
-            tail = log.read_text(errors="replace")[-4000:] if log.exists() else ""
-            raise RuntimeError(
-                f"scripts/pulsar-standalone start failed ({started.returncode}):\n"
-                f"{started.stderr[-4000:]}\n--- pulsar.log tail ---\n{tail}"
-            )
+            raise self.failure("start", started)
         return self.url
+
+    def failure(self, command: str, done: subprocess.CompletedProcess[str]) -> RuntimeError:
+        """The error for a failed `scripts/pulsar-standalone <command>`: its stderr and the log's tail,
+        which is where Pulsar says why it did not come up."""
+        log = self.cache / "pulsar.log"
+        tail = log.read_text(errors="replace")[-4000:] if log.exists() else ""
+        return RuntimeError(
+            f"scripts/pulsar-standalone {command} failed ({done.returncode}):\n"
+            f"{done.stderr[-4000:]}\n--- pulsar.log tail ---\n{tail}"
+        )
 
     def stop(self) -> None:
         t0 = time.monotonic()

@@ -264,28 +264,32 @@ async def consumer_frames(p: Probe) -> None:
         ("isEndOfTopic", {"type": "isEndOfTopic"}),
         ("messageId int", {"messageId": 5}),
     ]
+    await _frame_cases(p, "consumer", "cf", cases, sub="s")
+    await _frame_cases(
+        p,
+        "reader",
+        "rf",
+        [
+            ("not json", "nope"),
+            ("ack garbage", {"messageId": "!!!"}),
+            ("unknown type", {"type": "x"}),
+            ("permit", {"type": "permit"}),
+        ],
+    )
+
+
+async def _frame_cases(
+    p: Probe, kind: str, prefix: str, cases: list[tuple[str, Any]], sub: str | None = None
+) -> None:
+    """Each frame on a connection of its own to a new topic; then, if it is still open, isEndOfTopic."""
     for name, frame in cases:
-        t = uniq("cf")
-        _, ws = await p.open(p.path("consumer", t, "s"))
+        t = uniq(prefix)
+        _, ws = await p.open(p.path(kind, t, sub))
         assert ws is not None
         obs = await p.send(ws, frame, 1.0)
         if "closed" not in obs:
             obs["after"] = await p.send(ws, {"type": "isEndOfTopic"}, 1.0)
-        p.record(f"consumer frame: {name}", obs)
-        await ws.close()
-    for name, frame in [
-        ("not json", "nope"),
-        ("ack garbage", {"messageId": "!!!"}),
-        ("unknown type", {"type": "x"}),
-        ("permit", {"type": "permit"}),
-    ]:
-        t = uniq("rf")
-        _, ws = await p.open(p.path("reader", t))
-        assert ws is not None
-        obs = await p.send(ws, frame, 1.0)
-        if "closed" not in obs:
-            obs["after"] = await p.send(ws, {"type": "isEndOfTopic"}, 1.0)
-        p.record(f"reader frame: {name}", obs)
+        p.record(f"{kind} frame: {name}", obs)
         await ws.close()
 
 

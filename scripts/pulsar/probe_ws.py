@@ -72,6 +72,22 @@ def show(title: str, obj) -> None:
     print(json.dumps(obj, indent=2, ensure_ascii=False) if not isinstance(obj, str) else obj)
 
 
+def publish(producer: websocket.WebSocket, prefix: str, numbers: range) -> None:
+    """One message `<prefix><n>` (context n) per number, each answer awaited."""
+    for i in numbers:
+        producer.send(json.dumps({"payload": b64(f"{prefix}{i}"), "context": str(i)}))
+        producer.recv()
+
+
+def take_all(conn: websocket.WebSocket, timeout: float) -> list[str]:
+    """The texts that arrive until `timeout` passes without one, each acknowledged."""
+    got = []
+    while (m := recv_json(conn, timeout)) is not None:
+        got.append(base64.b64decode(m["payload"]).decode())
+        conn.send(json.dumps({"messageId": m["messageId"]}))
+    return got
+
+
 def ws(port: int, path: str, timeout: float = 10.0) -> websocket.WebSocket:
     return websocket.create_connection(f"ws://{HOST}:{port}{path}", timeout=timeout)
 
@@ -157,32 +173,17 @@ def main() -> None:
         time.sleep(0.1)
     show("reconnect to sub1 right after consumer 1 closed: (ms, status) per attempt", attempts)
 
-    # 4. bad subscriptionType, other bad parameters and paths
-    show(
-        "subscriptionType=Bogus, raw HTTP answer",
-        raw_upgrade(port, f"/ws/v2/consumer/{ns}/{t1}/sub-bogus?subscriptionType=Bogus"),
-    )
-    show(
-        "subscriptionType=shared (lower case), raw HTTP answer",
-        raw_upgrade(port, f"/ws/v2/consumer/{ns}/{t1}/sub-lc?subscriptionType=shared"),
-    )
-    show(
-        "receiverQueueSize=abc, raw HTTP answer",
-        raw_upgrade(port, f"/ws/v2/consumer/{ns}/{t1}/sub-rq?receiverQueueSize=abc"),
-    )
-    show(
-        "consumer with empty subscription (trailing slash), raw HTTP answer",
-        raw_upgrade(port, f"/ws/v2/consumer/{ns}/{t1}/"),
-    )
-    show(
-        "consumer without subscription segment, raw HTTP answer",
-        raw_upgrade(port, f"/ws/v2/consumer/{ns}/{t1}"),
-    )
-    show("double slash //ws/v2/producer/..., raw HTTP answer", raw_upgrade(port, f"/{prod_path}"))
-    show(
-        "unknown tenant/namespace producer, raw HTTP answer",
-        raw_upgrade(port, f"/ws/v2/producer/persistent/nosuchtenant/nons/{t1}"),
-    )
+    # 4. bad subscriptionType, other bad parameters and paths: each one's raw HTTP answer
+    for title, path in [
+        ("subscriptionType=Bogus", f"/ws/v2/consumer/{ns}/{t1}/sub-bogus?subscriptionType=Bogus"),
+        ("subscriptionType=shared (lower case)", f"/ws/v2/consumer/{ns}/{t1}/sub-lc?subscriptionType=shared"),
+        ("receiverQueueSize=abc", f"/ws/v2/consumer/{ns}/{t1}/sub-rq?receiverQueueSize=abc"),
+        ("consumer with empty subscription (trailing slash)", f"/ws/v2/consumer/{ns}/{t1}/"),
+        ("consumer without subscription segment", f"/ws/v2/consumer/{ns}/{t1}"),
+        ("double slash //ws/v2/producer/...", f"/{prod_path}"),
+        ("unknown tenant/namespace producer", f"/ws/v2/producer/persistent/nosuchtenant/nons/{t1}"),
+    ]:
+        show(f"{title}, raw HTTP answer", raw_upgrade(port, path))
     show("plain HTTP GET (no upgrade) on the producer path", {"curl_like": _plain_get(port, prod_path)})
 
     # 5. bad producer frames
@@ -205,27 +206,16 @@ def main() -> None:
     b = ws(port, fo + "&consumerName=b")
     time.sleep(1.5)  # activeConsumerFailoverDelayTimeMillis = 1000
     pr = ws(port, f"/ws/v2/producer/{ns}/{t2}")
-    for i in range(10):
-        pr.send(json.dumps({"payload": b64(f"m{i}"), "context": str(i)}))
-        pr.recv()
-    got = {"a": [], "b": []}
-    for name, conn in (("a", a), ("b", b)):
-        while (m := recv_json(conn, 2.0)) is not None:
-            got[name].append(base64.b64decode(m["payload"]).decode())
-            conn.send(json.dumps({"messageId": m["messageId"]}))
+    publish(pr, "m", range(10))
+    got = {"a": take_all(a, 2.0), "b": take_all(b, 2.0)}
     show("Failover: 10 messages, consumers a and b (names a, b), who got what", got)
     active = a if got["a"] else b
     other_name = "b" if got["a"] else "a"
     other = b if got["a"] else a
     active.close()
     time.sleep(1.5)
-    for i in range(10, 13):
-        pr.send(json.dumps({"payload": b64(f"m{i}"), "context": str(i)}))
-        pr.recv()
-    took = []
-    while (m := recv_json(other, 3.0)) is not None:
-        took.append(base64.b64decode(m["payload"]).decode())
-        other.send(json.dumps({"messageId": m["messageId"]}))
+    publish(pr, "m", range(10, 13))
+    took = take_all(other, 3.0)
     show(f"Failover: after the active consumer closed, consumer {other_name} got", took)
     other.close()
 
@@ -234,14 +224,8 @@ def main() -> None:
     sh = f"/ws/v2/consumer/{ns}/{t3}/sh1?subscriptionType=Shared"
     s1, s2 = ws(port, sh), ws(port, sh)
     prs = ws(port, f"/ws/v2/producer/{ns}/{t3}")
-    for i in range(10):
-        prs.send(json.dumps({"payload": b64(f"s{i}"), "context": str(i)}))
-        prs.recv()
-    got = {"s1": [], "s2": []}
-    for name, conn in (("s1", s1), ("s2", s2)):
-        while (m := recv_json(conn, 2.0)) is not None:
-            got[name].append(base64.b64decode(m["payload"]).decode())
-            conn.send(json.dumps({"messageId": m["messageId"]}))
+    publish(prs, "s", range(10))
+    got = {"s1": take_all(s1, 2.0), "s2": take_all(s2, 2.0)}
     show("Shared: 10 messages over two consumers", got)
     for c in (s1, s2, prs, pr):
         c.close()

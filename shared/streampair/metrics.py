@@ -37,32 +37,36 @@ class MetricSet:
         self._registries.add(id(registry))
 
 
+# Every series is made outside any registry (registry=None): a MetricSet registers it.
+
+
+def _counter(name: str, help_text: str, *labels: str) -> Counter:
+    return Counter(name, help_text, labels, registry=None)
+
+
+def _gauge(name: str, help_text: str, *labels: str) -> Gauge:
+    return Gauge(name, help_text, labels, registry=None)
+
+
 BUILD_INFO = Info("streampair_build", "Version and service of this process", registry=None)
-BROKER_CONNECTED = Gauge(
+BROKER_CONNECTED = _gauge(
     "streampair_broker_connected",
     "1 while a connection to the broker is open, by endpoint (producer, consumer, reader)",
-    ["endpoint"],
-    registry=None,
+    "endpoint",
 )
-CONNECTION_ATTEMPTS = Counter(
+CONNECTION_ATTEMPTS = _counter(
     "streampair_connection_attempts",
     "Connection attempts by result (ok, busy, unauthorized, not_found, invalid, unavailable)",
-    ["result"],
-    registry=None,
+    "result",
 )
-MALFORMED_FRAMES = Counter(
-    "streampair_malformed_frames",
-    "Frames from the broker that could not be understood, by kind",
-    ["kind"],
-    registry=None,
+MALFORMED_FRAMES = _counter(
+    "streampair_malformed_frames", "Frames from the broker that could not be understood, by kind", "kind"
 )
 CLIENT = MetricSet(BUILD_INFO, BROKER_CONNECTED, CONNECTION_ATTEMPTS, MALFORMED_FRAMES)
 
-MESSAGES_PUBLISHED = Counter(
-    "streampair_messages_published", "Messages the broker acknowledged", registry=None
-)
-PUBLISH_ERRORS = Counter(
-    "streampair_publish_errors", "Messages that could not be published, by reason", ["reason"], registry=None
+MESSAGES_PUBLISHED = _counter("streampair_messages_published", "Messages the broker acknowledged")
+PUBLISH_ERRORS = _counter(
+    "streampair_publish_errors", "Messages that could not be published, by reason", "reason"
 )
 PUBLISH_LATENCY = Histogram(
     "streampair_publish_latency_seconds",
@@ -72,16 +76,13 @@ PUBLISH_LATENCY = Histogram(
 )
 PRODUCER = MetricSet(MESSAGES_PUBLISHED, PUBLISH_ERRORS, PUBLISH_LATENCY)
 
-MESSAGES_RECEIVED = Counter(
-    "streampair_messages_received", "Messages delivered to this consumer", registry=None
-)
-MESSAGES_ACKED = Counter("streampair_messages_acked", "Acknowledgements sent", registry=None)
-MESSAGES_NACKED = Counter("streampair_messages_nacked", "Negative acknowledgements sent", registry=None)
-BLOCKED = Gauge(
+MESSAGES_RECEIVED = _counter("streampair_messages_received", "Messages delivered to this consumer")
+MESSAGES_ACKED = _counter("streampair_messages_acked", "Acknowledgements sent")
+MESSAGES_NACKED = _counter("streampair_messages_nacked", "Negative acknowledgements sent")
+BLOCKED = _gauge(
     "streampair_consumer_blocked",
     "1 while a message larger than this consumer accepts (STREAM_MAX_FRAME_BYTES) blocks its subscription",
-    ["endpoint"],
-    registry=None,
+    "endpoint",
 )
 CONSUMER = MetricSet(MESSAGES_RECEIVED, MESSAGES_ACKED, MESSAGES_NACKED, BLOCKED)
 

@@ -24,11 +24,27 @@ from typing import Any
 from opentelemetry import baggage, propagate, trace
 from opentelemetry import context as otel_context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.util.types import AttributeValue
 from structlog.typing import EventDict, WrappedLogger
 
 from streampair.message import Message
 
 SYSTEM = "pulsar"
+
+
+def _attributes(
+    operation_type: str, operation_name: str, topic: str, more: Mapping[str, AttributeValue]
+) -> dict[str, AttributeValue]:
+    """The attributes of OpenTelemetry's messaging conventions that every span here has, then `more`."""
+    return {
+        "messaging.system": SYSTEM,
+        "messaging.operation.type": operation_type,
+        "messaging.operation.name": operation_name,
+        "messaging.destination.name": topic,
+        **more,
+    }
+
+
 _tracer: trace.Tracer = trace.NoOpTracer()
 _provider: Any = None
 _direct_w3c = True
@@ -109,13 +125,7 @@ def start_send(
     span = _tracer.start_span(
         f"send {stream}",
         kind=SpanKind.PRODUCER,
-        attributes={
-            "messaging.system": SYSTEM,
-            "messaging.operation.type": "send",
-            "messaging.operation.name": "send",
-            "messaging.destination.name": topic,
-            "messaging.message.body.size": size,
-        },
+        attributes=_attributes("send", "send", topic, {"messaging.message.body.size": size}),
     )
     if not propagate_context:
         return span, properties
@@ -172,16 +182,17 @@ def process_span(message: Message, stream: str, topic: str, subscription: str) -
         f"process {stream}",
         context=parent,
         kind=SpanKind.CONSUMER,
-        attributes={
-            "messaging.system": SYSTEM,
-            "messaging.operation.type": "process",
-            "messaging.operation.name": "process",
-            "messaging.destination.name": topic,
-            "messaging.consumer.group.name": subscription,
-            "messaging.message.id": message.id,
-            "messaging.message.body.size": len(message.data),
-            "messaging.pulsar.message.redelivery_count": message.redelivery_count,
-        },
+        attributes=_attributes(
+            "process",
+            "process",
+            topic,
+            {
+                "messaging.consumer.group.name": subscription,
+                "messaging.message.id": message.id,
+                "messaging.message.body.size": len(message.data),
+                "messaging.pulsar.message.redelivery_count": message.redelivery_count,
+            },
+        ),
         record_exception=False,
         set_status_on_exception=False,
     ) as span:
@@ -203,13 +214,7 @@ def settle(
         f"{operation} {stream}",
         context=parent,
         kind=SpanKind.CLIENT,
-        attributes={
-            "messaging.system": SYSTEM,
-            "messaging.operation.type": "settle",
-            "messaging.operation.name": operation,
-            "messaging.destination.name": topic,
-            "messaging.message.id": message.id,
-        },
+        attributes=_attributes("settle", operation, topic, {"messaging.message.id": message.id}),
     ):
         pass
 

@@ -102,14 +102,6 @@ async def test_different_type_while_consumers_attached_is_409(client: Client) ->
     await first.close()
 
 
-async def test_new_subscription_starts_at_the_end(client: Client) -> None:
-    producer = await client.producer()
-    await publish(producer, "before")
-    consumer = await client.consumer()
-    await publish(producer, "after")
-    assert unb64((await recv(consumer))["payload"]) == "after"
-
-
 async def test_existing_subscription_resumes_at_its_cursor(client: Client) -> None:
     producer = await client.producer()
     consumer = await client.consumer()

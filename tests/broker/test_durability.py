@@ -26,11 +26,17 @@ CONSUMER = "/ws/v2/consumer/persistent/public/default/t/s"
 PRODUCER = "/ws/v2/producer/persistent/public/default/t"
 
 
+@pytest.fixture
+async def broker(broker_process: Callable[..., BrokerProcess]) -> BrokerProcess:
+    """A broker process, started (the tests stop and start it again)."""
+    started = broker_process()
+    await started.start()
+    return started
+
+
 async def test_kill_9_loses_no_acknowledged_publish_and_redelivers_unacked(
-    broker_process: Callable[..., BrokerProcess], session: aiohttp.ClientSession
+    broker: BrokerProcess, session: aiohttp.ClientSession
 ) -> None:
-    broker = broker_process()
-    await broker.start()
     consumer = await session.ws_connect(ws_url(broker.base, CONSUMER))
     producer = await session.ws_connect(ws_url(broker.base, PRODUCER))
     texts = [f"m{i}" for i in range(500)]
@@ -66,10 +72,8 @@ async def test_kill_9_loses_no_acknowledged_publish_and_redelivers_unacked(
 
 
 async def test_sigterm_commits_and_stops_with_1001(
-    broker_process: Callable[..., BrokerProcess], session: aiohttp.ClientSession
+    broker: BrokerProcess, session: aiohttp.ClientSession
 ) -> None:
-    broker = broker_process()
-    await broker.start()
     consumer = await session.ws_connect(ws_url(broker.base, CONSUMER))
     assert broker.terminate() == 0
     msg = await consumer.receive(timeout=5)

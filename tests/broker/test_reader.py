@@ -8,12 +8,16 @@ import pytest
 from tests.broker.conftest import Client, ack, nothing, publish, publish_many, recv, send_json, unb64
 
 
-async def test_reader_latest_sees_only_new_messages(client: Client) -> None:
+@pytest.mark.parametrize("role", ["consumer", "reader"])
+async def test_a_new_subscription_and_a_reader_at_latest_see_only_new_messages(
+    client: Client, role: str
+) -> None:
+    """A consumer's new subscription starts at the end (as on Pulsar), like a reader at latest."""
     producer = await client.producer()
     await publish(producer, "old")
-    reader = await client.reader()
+    receiver = await (client.consumer() if role == "consumer" else client.reader())
     await publish(producer, "new")
-    assert unb64((await recv(reader))["payload"]) == "new"
+    assert unb64((await recv(receiver))["payload"]) == "new"
 
 
 async def test_reader_earliest_sees_retained_messages(client: Client) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -44,6 +44,33 @@ async def publish(base: str, stream: str, messages: list[tuple[str, dict[str, st
         for text, properties in messages:
             await producer.send(text, properties, key=text)
     await connector.close()
+
+
+async def dead_letter_the_next(cfg: ClientConfig, error: Exception) -> None:
+    """As subscription `sub`, fail the next message with `error`: dead-lettered at the first attempt."""
+    connector = Connector(cfg)
+    consumer = Consumer(connector, "sub")
+
+    async def handler(_: Message) -> None:
+        raise error
+
+    once = DeadLetterPolicy(max_delivery_attempts=1)
+    assert await process_first(consumer, handler, once) == "dead_lettered"
+    await consumer.close()
+    await connector.close()
+
+
+async def process_first(
+    consumer: Consumer, handler: Callable[[Message], Awaitable[None]], policy: DeadLetterPolicy
+) -> Outcome:
+    """The outcome of the first message to arrive, processed with `policy`."""
+    processor = Processor(consumer, handler, policy)
+    try:
+        async for message in consumer:
+            return await processor.process(message)
+        raise AssertionError("the consumer stopped before a message came")
+    finally:
+        await processor.close()
 
 
 async def read_all(base: str, stream: str, count: int) -> list[Message]:
@@ -156,11 +183,7 @@ async def test_zero_attempts_retries_forever_and_a_stop_leaves_the_message_unack
         raise Poison("never works")
 
     policy = DeadLetterPolicy(max_delivery_attempts=0, first_delay_seconds=0.001, max_delay_seconds=0.001)
-    processor = Processor(consumer, handler, policy)
-    async for message in consumer:
-        assert await processor.process(message) == "unacked"
-        break
-    await processor.close()
+    assert await process_first(consumer, handler, policy) == "unacked"
     await consumer.close()
     await connector.close()
     assert attempts == 12  # far past the default 5: 0 means never dead-letter
@@ -206,19 +229,7 @@ async def test_credentials_never_reach_the_dead_letter_copy(tmp_path: Path) -> N
         async with Producer(Connector(cfg)) as producer:
             await producer.send(b"x")
         await producer.connector.close()
-        connector = Connector(cfg)
-        consumer = Consumer(connector, "sub")
-
-        async def handler(_: Message) -> None:
-            raise Poison(f"failed with Authorization: Bearer {token}")
-
-        processor = Processor(consumer, handler, DeadLetterPolicy(max_delivery_attempts=1))
-        async for message in consumer:
-            assert await processor.process(message) == "dead_lettered"
-            break
-        await processor.close()
-        await consumer.close()
-        await connector.close()
+        await dead_letter_the_next(cfg, Poison(f"failed with Authorization: Bearer {token}"))
         reader_connector = Connector(ClientConfig(url=base, stream="secret-sub-DLQ", auth_token=token))
         reader = Reader(reader_connector, "earliest")
         async for copy in reader:
@@ -247,19 +258,7 @@ async def test_a_message_near_the_frame_limit_is_dead_lettered_without_the_error
     async with Producer(publisher) as producer:
         await producer.send(b"x" * 2865)  # a frame of about 3,850 bytes: it fits, its full copy would not
     await publisher.close()
-    connector = Connector(limited)
-    consumer = Consumer(connector, "sub")
-
-    async def handler(_: Message) -> None:
-        raise Poison("e" * 500)
-
-    processor = Processor(consumer, handler, DeadLetterPolicy(max_delivery_attempts=1))
-    async for message in consumer:
-        assert await processor.process(message) == "dead_lettered"
-        break
-    await processor.close()
-    await consumer.close()
-    await connector.close()
+    await dead_letter_the_next(limited, Poison("e" * 500))
     [copy] = await read_all(base, "big-sub-DLQ", 1)
     assert len(copy.data) == 2865 and copy.properties["ERROR_CLASS"] == "Poison"
     assert "ERROR_MESSAGE" not in copy.properties  # dropped to fit; the log line still has it

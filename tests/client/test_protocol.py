@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -13,18 +15,47 @@ from prometheus_client import REGISTRY
 from streampair.config import ClientConfig
 from streampair.connection import Connector
 from streampair.consumer import Consumer, Reader
-from streampair.errors import BrokerUnavailable, SendError, StreamNotFound, SubscriptionBusy, Unauthorized
+from streampair.errors import (
+    BrokerUnavailable,
+    SendError,
+    SendTimeout,
+    StreamNotFound,
+    SubscriptionBusy,
+    Unauthorized,
+)
 from streampair.producer import Producer
 
 from harness import serve_app
 
 TOPIC = "/ws/v2/{kind}/persistent/public/default/streamQuickstart"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def settings(base: str, **kw: Any) -> ClientConfig:
     return ClientConfig(
         url=base.replace("http://", "ws://"), heartbeat_seconds=2, reconnect_max_seconds=0.2, **kw
     )
+
+
+@asynccontextmanager
+async def fake_broker(kind: str, handler: Handler) -> AsyncIterator[Connector]:
+    """A broker that answers `kind`'s path (a consumer's with any subscription) with `handler`,
+    and a connector to it, closed on the way out."""
+    app = web.Application()
+    app.router.add_get(TOPIC.format(kind=kind) + ("/{sub}" if kind == "consumer" else ""), handler)
+    async with serve_app(app) as base:
+        connector = Connector(settings(base))
+        try:
+            yield connector
+        finally:
+            await connector.close()
+
+
+async def held_open(ws: web.WebSocketResponse) -> web.WebSocketResponse:
+    """Read and ignore frames until the client goes: the end of a handler that answers no more."""
+    async for _ in ws:
+        pass
+    return ws
 
 
 def sample(name: str, labels: dict[str, str] | None = None) -> float:
@@ -41,15 +72,11 @@ async def test_409_on_consumer_handshake_raises_subscription_busy() -> None:
             status=409, text="Failed to create consumer: Exclusive consumer is already connected"
         )
 
-    app = web.Application()
-    app.router.add_get(TOPIC.format(kind="consumer") + "/{sub}", refuse)
     before = sample("streampair_connection_attempts_total", {"result": "busy"})
-    async with serve_app(app) as base:
-        connector = Connector(settings(base))
+    async with fake_broker("consumer", refuse) as connector:
         consumer = Consumer(connector, "consumer-subscription")
         with pytest.raises(SubscriptionBusy) as info:
             await consumer.connect_with_retry()  # a refusal is never retried
-        await connector.close()
     assert info.value.status == 409
     assert "HTTP 409" in str(info.value)  # aiohttp does not keep a refused upgrade's body
     assert sample("streampair_connection_attempts_total", {"result": "busy"}) == before + 1
@@ -60,13 +87,9 @@ async def test_other_refusals_are_typed(status: int, error: type[Exception]) -> 
     async def refuse(_: web.Request) -> web.Response:
         return web.Response(status=status)
 
-    app = web.Application()
-    app.router.add_get(TOPIC.format(kind="consumer") + "/{sub}", refuse)
-    async with serve_app(app) as base:
-        connector = Connector(settings(base))
+    async with fake_broker("consumer", refuse) as connector:
         with pytest.raises(error):
             await Consumer(connector, "s").connect()
-        await connector.close()
 
 
 async def test_pipelined_sends_resolve_to_their_own_ids_and_a_send_error_fails_only_its_message() -> None:
@@ -90,15 +113,10 @@ async def test_pipelined_sends_resolve_to_their_own_ids_and_a_send_error_fails_o
                 batch.clear()
         return ws
 
-    app = web.Application()
-    app.router.add_get(TOPIC.format(kind="producer"), producer)
-    async with serve_app(app) as base:
-        connector = Connector(settings(base))
-        async with Producer(connector, max_pending=100) as p:
-            await p.wait_connected()
-            texts = [f"m{i}" for i in range(9)] + ["poison"] + [f"n{i}" for i in range(10)]
-            results = await asyncio.gather(*(p.send(t) for t in texts), return_exceptions=True)
-        await connector.close()
+    async with fake_broker("producer", producer) as connector, Producer(connector, max_pending=100) as p:
+        await p.wait_connected()
+        texts = [f"m{i}" for i in range(9)] + ["poison"] + [f"n{i}" for i in range(10)]
+        results = await asyncio.gather(*(p.send(t) for t in texts), return_exceptions=True)
     assert seen_in_flight == [10, 10]  # truly pipelined: ten unanswered at once
     for text, result in zip(texts, results, strict=True):
         if text == "poison":
@@ -125,13 +143,8 @@ async def test_a_dropped_producer_connection_is_reestablished_and_unanswered_sen
             await ws.send_str(json.dumps({"result": "ok", "messageId": "x", "context": frame["context"]}))
         return ws
 
-    app = web.Application()
-    app.router.add_get(TOPIC.format(kind="producer"), producer)
-    async with serve_app(app) as base:
-        connector = Connector(settings(base))
-        async with Producer(connector) as p:
-            assert await asyncio.wait_for(p.send("first"), 10) == "x"
-        await connector.close()
+    async with fake_broker("producer", producer) as connector, Producer(connector) as p:
+        assert await asyncio.wait_for(p.send("first"), 10) == "x"
     assert connections == 2
     assert received == ["first", "first"]
 
@@ -140,21 +153,12 @@ async def test_producer_send_timeout_counts_an_error() -> None:
     async def silent(request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
-        async for _ in ws:
-            pass
-        return ws
+        return await held_open(ws)
 
-    app = web.Application()
-    app.router.add_get(TOPIC.format(kind="producer"), silent)
     before = sample("streampair_publish_errors_total", {"reason": "timeout"})
-    async with serve_app(app) as base:
-        connector = Connector(settings(base))
-        async with Producer(connector, send_timeout=0.3) as p:
-            from streampair.errors import SendTimeout
-
-            with pytest.raises(SendTimeout):
-                await p.send("never answered")
-        await connector.close()
+    async with fake_broker("producer", silent) as connector, Producer(connector, send_timeout=0.3) as p:
+        with pytest.raises(SendTimeout):
+            await p.send("never answered")
     assert sample("streampair_publish_errors_total", {"reason": "timeout"}) == before + 1
 
 
@@ -198,11 +202,8 @@ async def test_consumer_receives_acks_survives_malformed_frames_and_reconnects()
                 break
         return ws
 
-    app = web.Application()
-    app.router.add_get(TOPIC.format(kind="consumer") + "/{sub}", consumer)
     bad_before = sample("streampair_malformed_frames_total", {"kind": "not_json"})
-    async with serve_app(app) as base:
-        connector = Connector(settings(base))
+    async with fake_broker("consumer", consumer) as connector:
         c = Consumer(connector, "sub", "Shared", consumer_name="c1", receiver_queue_size=5000)
         got = []
         async for m in c:
@@ -211,7 +212,6 @@ async def test_consumer_receives_acks_survives_malformed_frames_and_reconnects()
             if len(got) == 2:
                 break
         await c.close()
-        await connector.close()
     assert [m.text() for m in got] == ["hello", "again"]
     assert got[0].properties == {"seq": "1"} and got[0].key == "k1" and got[0].publish_time is not None
     assert got[1].redelivery_count == 1
@@ -227,20 +227,14 @@ async def test_an_ack_for_a_message_of_a_dead_connection_is_not_sent() -> None:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
         await ws.send_str(json.dumps({"messageId": "m1", "payload": b64("x")}))
-        async for _ in ws:
-            pass
-        return ws
+        return await held_open(ws)
 
-    app = web.Application()
-    app.router.add_get(TOPIC.format(kind="consumer") + "/{sub}", consumer)
-    async with serve_app(app) as base:
-        connector = Connector(settings(base))
+    async with fake_broker("consumer", consumer) as connector:
         c = Consumer(connector, "sub")
         m = await anext(aiter(c))
         await c.connect()  # a new connection: the old delivery can no longer be acked
         assert await c.ack(m) is False
         await c.close()
-        await connector.close()
 
 
 async def test_reader_sends_message_id_and_acks_for_permits() -> None:
@@ -259,10 +253,7 @@ async def test_reader_sends_message_id_and_acks_for_permits() -> None:
                 break
         return ws
 
-    app = web.Application()
-    app.router.add_get(TOPIC.format(kind="reader"), reader)
-    async with serve_app(app) as base:
-        connector = Connector(settings(base))
+    async with fake_broker("reader", reader) as connector:
         r = Reader(connector, "earliest")
         texts = []
         async for m in r:
@@ -270,7 +261,6 @@ async def test_reader_sends_message_id_and_acks_for_permits() -> None:
             if len(texts) == 3:
                 break
         await r.close()
-        await connector.close()
     assert query["messageId"] == "earliest"
     assert texts == ["r0", "r1", "r2"]
     assert acks == ["id0", "id1"]
@@ -285,8 +275,6 @@ async def test_unreachable_broker_is_retryable() -> None:
 
 
 async def test_a_late_answer_is_not_counted_as_malformed() -> None:
-    from streampair.errors import SendTimeout
-
     timed_out = asyncio.Event()
 
     async def slow(request: web.Request) -> web.WebSocketResponse:
@@ -297,21 +285,14 @@ async def test_a_late_answer_is_not_counted_as_malformed() -> None:
         await ws.send_str(json.dumps({"result": "ok", "messageId": "late", "context": first["context"]}))
         second = json.loads((await ws.receive()).data)
         await ws.send_str(json.dumps({"result": "ok", "messageId": "on-time", "context": second["context"]}))
-        async for _ in ws:
-            pass
-        return ws
+        return await held_open(ws)
 
-    app = web.Application()
-    app.router.add_get(TOPIC.format(kind="producer"), slow)
     before = sample("streampair_malformed_frames_total", {"kind": "unknown_context"})
-    async with serve_app(app) as base:
-        connector = Connector(settings(base))
-        async with Producer(connector, send_timeout=0.3) as p:
-            with pytest.raises(SendTimeout):
-                await p.send("first")
-            timed_out.set()
-            assert await p.send("second") == "on-time"  # answered after the late one was read
-        await connector.close()
+    async with fake_broker("producer", slow) as connector, Producer(connector, send_timeout=0.3) as p:
+        with pytest.raises(SendTimeout):
+            await p.send("first")
+        timed_out.set()
+        assert await p.send("second") == "on-time"  # answered after the late one was read
     assert sample("streampair_malformed_frames_total", {"kind": "unknown_context"}) == before
 
 
@@ -331,10 +312,7 @@ async def test_interrupt_wakes_a_consumer_waiting_to_reconnect() -> None:
     async def unavailable(_: web.Request) -> web.Response:
         return web.Response(status=503)
 
-    app = web.Application()
-    app.router.add_get(TOPIC.format(kind="consumer") + "/{sub}", unavailable)
-    async with serve_app(app) as base:
-        connector = Connector(settings(base))
+    async with fake_broker("consumer", unavailable) as connector:
         consumer = Consumer(connector, "sub", backoff=LongBackoff())
         task = asyncio.create_task(consumer.connect_with_retry())
         await waiting.wait()
@@ -342,7 +320,6 @@ async def test_interrupt_wakes_a_consumer_waiting_to_reconnect() -> None:
         with pytest.raises(ConnectionLost):
             await asyncio.wait_for(task, 5)
         await consumer.close()
-        await connector.close()
 
 
 async def test_a_property_that_is_not_a_string_is_refused_before_sending() -> None:

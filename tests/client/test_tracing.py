@@ -55,6 +55,15 @@ async def subscribe(ws: str, stream: str) -> None:
     await connector.close()
 
 
+async def publish(ws: str, stream: str, data: bytes, properties: dict[str, str] | None = None) -> str:
+    """One message, on a connection of its own; its id."""
+    connector = Connector(ClientConfig(url=ws, stream=stream))
+    async with Producer(connector) as producer:
+        message_id = await producer.send(data, properties)
+    await connector.close()
+    return message_id
+
+
 async def consume(ws: str, stream: str, count: int, policy: DeadLetterPolicy | None = None) -> list[Message]:
     connector = Connector(ClientConfig(url=ws, stream=stream, reconnect_max_seconds=0.2))
     consumer = Consumer(connector, "sub")
@@ -81,10 +90,7 @@ async def consume(ws: str, stream: str, count: int, policy: DeadLetterPolicy | N
 
 async def test_send_and_process_share_one_trace(ws: str, spans: InMemorySpanExporter) -> None:
     await subscribe(ws, "orders")
-    connector = Connector(ClientConfig(url=ws, stream="orders"))
-    async with Producer(connector) as producer:
-        message_id = await producer.send(b"hello", {"k": "v"})
-    await connector.close()
+    message_id = await publish(ws, "orders", b"hello", {"k": "v"})
     [message] = await consume(ws, "orders", 1)
 
     [send] = named(spans, "send orders")
@@ -114,10 +120,7 @@ async def test_a_foreign_traceparent_is_continued(ws: str, spans: InMemorySpanEx
     """A message from another client (a traced Java producer) is processed under its trace."""
     await subscribe(ws, "interop")
     tracing.enabled = False  # publish as a client without our tracing would
-    connector = Connector(ClientConfig(url=ws, stream="interop"))
-    async with Producer(connector) as producer:
-        await producer.send(b"from java", {"traceparent": FOREIGN})
-    await connector.close()
+    await publish(ws, "interop", b"from java", {"traceparent": FOREIGN})
     tracing.enabled = True
     await consume(ws, "interop", 1)
     [process] = named(spans, "process interop")
@@ -129,10 +132,7 @@ async def test_failures_are_recorded_and_the_dead_letter_copy_keeps_the_trace(
     ws: str, spans: InMemorySpanExporter
 ) -> None:
     await subscribe(ws, "bad")
-    connector = Connector(ClientConfig(url=ws, stream="bad"))
-    async with Producer(connector) as producer:
-        await producer.send(b"x", {"poison": "1"})
-    await connector.close()
+    await publish(ws, "bad", b"x", {"poison": "1"})
     policy = DeadLetterPolicy(max_delivery_attempts=2, first_delay_seconds=0.01)
     await consume(ws, "bad", 1, policy)
     [send] = named(spans, "send bad")
@@ -169,10 +169,7 @@ async def test_the_standby_that_takes_over_processes_under_the_producers_trace(
     ws: str, spans: InMemorySpanExporter
 ) -> None:
     await subscribe(ws, "takeover")
-    connector = Connector(ClientConfig(url=ws, stream="takeover"))
-    async with Producer(connector) as producer:
-        await producer.send(b"m")
-    await connector.close()
+    await publish(ws, "takeover", b"m")
     # The first consumer receives it and dies before acking it.
     first_connector = Connector(ClientConfig(url=ws, stream="takeover"))
     first = Consumer(first_connector, "sub")
@@ -224,10 +221,7 @@ def test_logs_carry_the_current_trace(spans: InMemorySpanExporter) -> None:
 async def test_off_means_nothing_added_to_messages(ws: str) -> None:
     assert not tracing.enabled
     await subscribe(ws, "plain")
-    connector = Connector(ClientConfig(url=ws, stream="plain"))
-    async with Producer(connector) as producer:
-        await producer.send(b"x", {"k": "v"})
-    await connector.close()
+    await publish(ws, "plain", b"x", {"k": "v"})
     [message] = await consume(ws, "plain", 1)
     assert message.properties == {"k": "v"}
 

@@ -104,63 +104,27 @@ async def test_the_handshake_answers_401_for_who_and_403_for_what(
         assert seen == expected, kind
 
 
-ADMIN: list[tuple[str, str, dict[str, int]]] = [
-    # method, path ({t}: a topic the superuser created, {new}: one that does not exist), answers
-    (
-        "PUT",
-        "/admin/v2/persistent/public/default/{new}",
-        {"nobody": 403, "prod": 403, "cons": 403, "superuser": 204},
-    ),
-    (
-        "DELETE",
-        "/admin/v2/persistent/public/default/{new}",
-        {"nobody": 403, "prod": 403, "cons": 403, "superuser": 404},
-    ),
-    (
-        "GET",
-        "/admin/v2/persistent/public/default/{t}/stats",
-        {"nobody": 401, "prod": 200, "cons": 200, "superuser": 200},
-    ),
-    (
-        "GET",
-        "/admin/v2/persistent/public/default/{new}/stats",
-        {"nobody": 401, "prod": 404, "cons": 404, "superuser": 404},
-    ),
-    (
-        "GET",
-        "/admin/v2/persistent/public/default/{t}/subscriptions",
-        {"nobody": 401, "prod": 401, "cons": 200, "superuser": 200},
-    ),
-    (
-        "DELETE",
-        "/admin/v2/persistent/public/default/{t}/subscription/{role}",
-        {"nobody": 401, "prod": 401, "cons": 204, "superuser": 204},
-    ),
-    (
-        "POST",
-        "/admin/v2/persistent/public/default/{new}/terminate",
-        {"nobody": 401, "prod": 401, "cons": 401, "superuser": 404},
-    ),
-    (
-        "GET",
-        "/admin/v2/persistent/public/default",
-        {"nobody": 403, "prod": 200, "cons": 200, "superuser": 200},
-    ),
-    (
-        "GET",
-        "/admin/v2/namespaces/public/default",
-        {"nobody": 403, "prod": 403, "cons": 403, "superuser": 200},
-    ),
-    (
-        "GET",
-        "/admin/v2/namespaces/public/default/permissions",
-        {"nobody": 403, "prod": 403, "cons": 403, "superuser": 200},
-    ),
-    ("GET", "/admin/v2/namespaces/public", {"nobody": 401, "prod": 401, "cons": 401, "superuser": 200}),
-    ("GET", "/admin/v2/tenants", {"nobody": 401, "prod": 401, "cons": 401, "superuser": 200}),
-    ("GET", "/admin/v2/tenants/public", {"nobody": 401, "prod": 401, "cons": 401, "superuser": 200}),
-    ("GET", "/admin/v2/brokers/health", {"nobody": 401, "prod": 401, "cons": 401, "superuser": 200}),
-    ("GET", "/metrics", {"none": 200, "nobody": 200, "prod": 200, "cons": 200, "superuser": 200}),
+#: Who asks the admin API in test_the_admin_api_answers_each_role_as_pulsar_does: no token, then
+#: the roles of the `roles` fixture with no grant, produce and consume, then the superuser.
+ASKERS = ("none", "nobody", "prod", "cons", "superuser")
+ADMIN: list[tuple[str, str, tuple[int, int, int, int, int]]] = [
+    # method, path ({t}: a topic the superuser created, {new}: one that does not exist), the
+    # answer to each of ASKERS
+    ("PUT", "/admin/v2/persistent/public/default/{new}", (401, 403, 403, 403, 204)),
+    ("DELETE", "/admin/v2/persistent/public/default/{new}", (401, 403, 403, 403, 404)),
+    ("GET", "/admin/v2/persistent/public/default/{t}/stats", (401, 401, 200, 200, 200)),
+    ("GET", "/admin/v2/persistent/public/default/{new}/stats", (401, 401, 404, 404, 404)),
+    ("GET", "/admin/v2/persistent/public/default/{t}/subscriptions", (401, 401, 401, 200, 200)),
+    ("DELETE", "/admin/v2/persistent/public/default/{t}/subscription/{role}", (401, 401, 401, 204, 204)),
+    ("POST", "/admin/v2/persistent/public/default/{new}/terminate", (401, 401, 401, 401, 404)),
+    ("GET", "/admin/v2/persistent/public/default", (401, 403, 200, 200, 200)),
+    ("GET", "/admin/v2/namespaces/public/default", (401, 403, 403, 403, 200)),
+    ("GET", "/admin/v2/namespaces/public/default/permissions", (401, 403, 403, 403, 200)),
+    ("GET", "/admin/v2/namespaces/public", (401, 401, 401, 401, 200)),
+    ("GET", "/admin/v2/tenants", (401, 401, 401, 401, 200)),
+    ("GET", "/admin/v2/tenants/public", (401, 401, 401, 401, 200)),
+    ("GET", "/admin/v2/brokers/health", (401, 401, 401, 401, 200)),
+    ("GET", "/metrics", (200, 200, 200, 200, 200)),
 ]
 
 
@@ -177,7 +141,7 @@ async def test_the_admin_api_answers_each_role_as_pulsar_does(secured: SecuredBr
         assert await upgrade(secured, sub, secured.admin_headers) == 101
     async with secured.session() as session:
         for method, template, answers in ADMIN:
-            seen, expected = {}, {"none": 401, **answers}
+            seen, expected = {}, dict(zip(ASKERS, answers, strict=True))
             for name, role in who.items():
                 path = template.format(t=topic, new=unique("missing"), role=role or "none")
                 headers = bearer(secured.token(role)) if role else {}

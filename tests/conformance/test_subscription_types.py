@@ -62,12 +62,18 @@ async def _collect(consumers: dict[str, WS], expected: int, timeout: float = 15.
     return got
 
 
-async def test_failover_one_consumer_receives_and_the_other_takes_over_when_it_leaves(target: Target) -> None:
-    topic, sub = unique("fo"), unique("sub")
+async def _a_and_b(target: Target, prefix: str, kind: str) -> tuple[str, str, dict[str, WS]]:
+    """A new topic and subscription of `kind`, with consumers named a and b on it."""
+    topic, sub = unique(prefix), unique("sub")
     consumers = {
-        name: await target.consumer(topic, sub, subscriptionType="Failover", consumerName=name)
+        name: await target.consumer(topic, sub, subscriptionType=kind, consumerName=name)
         for name in ("a", "b")
     }
+    return topic, sub, consumers
+
+
+async def test_failover_one_consumer_receives_and_the_other_takes_over_when_it_leaves(target: Target) -> None:
+    topic, sub, consumers = await _a_and_b(target, "fo", "Failover")
     stats = await target.stats(topic)
     assert stats["subscriptions"][sub]["type"] == "Failover"
     assert sorted(c["consumerName"] for c in stats["subscriptions"][sub]["consumers"]) == ["a", "b"]
@@ -94,11 +100,7 @@ async def test_failover_one_consumer_receives_and_the_other_takes_over_when_it_l
 
 
 async def _shared(target: Target, count: int) -> tuple[list[str], dict[str, list[Frame]], str, str]:
-    topic, sub = unique("sh"), unique("sub")
-    consumers = {
-        name: await target.consumer(topic, sub, subscriptionType="Shared", consumerName=name)
-        for name in ("a", "b")
-    }
+    topic, sub, consumers = await _a_and_b(target, "sh", "Shared")
     producer = await target.producer(topic)
     texts = [f"s{i}" for i in range(count)]
     await publish(producer, texts)
@@ -127,11 +129,7 @@ async def test_shared_round_robin_gives_both_consumers_a_share(target: Target) -
 
 
 async def test_key_shared_sends_each_key_to_one_consumer(target: Target) -> None:
-    topic, sub = unique("ks"), unique("sub")
-    consumers = {
-        name: await target.consumer(topic, sub, subscriptionType="Key_Shared", consumerName=name)
-        for name in ("a", "b")
-    }
+    topic, _, consumers = await _a_and_b(target, "ks", "Key_Shared")
     producer = await target.producer(topic)
     keys = [f"key-{k}" for k in range(16)]
     texts = [f"{key}/{n}" for n in range(3) for key in keys]

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from harness import ROOT, free_port
+from scripts.demo import port_in_use
 
 
 async def run_demo(tmp_path: Path, **env: str) -> asyncio.subprocess.Process:
@@ -27,17 +28,8 @@ def http_base() -> int:
     """Three free consecutive ports for the demo's services."""
     while True:
         base = free_port()
-        if all(_free(base + i) for i in (1, 2)):
+        if not any(port_in_use(base + i) for i in (1, 2)):
             return base
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 async def test_the_demo_runs_the_story_and_stops_cleanly(tmp_path: Path) -> None:

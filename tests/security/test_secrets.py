@@ -64,6 +64,17 @@ def everything_written(*services: Service) -> str:
     return "\n".join("\n".join(s.raw) + "\n" + s.stderr.decode(errors="replace") for s in services)
 
 
+def macrometa_env(port: int, api_key: str, **extra: str) -> dict[str, str]:
+    """A service's settings for Macrometa mode on 127.0.0.1:port, logging at debug (the most it writes)."""
+    return {
+        "STREAM_BACKEND": "macrometa",
+        "STREAM_URL": f"http://127.0.0.1:{port}",
+        "C8_API_KEY": api_key,
+        "LOG_LEVEL": "debug",
+        **extra,
+    }
+
+
 def assert_absent(haystack: str, needles: set[str]) -> None:
     for needle in needles:
         assert needle and needle not in haystack, f"secret {needle[:6]}... leaked"
@@ -71,14 +82,7 @@ def assert_absent(haystack: str, needles: set[str]) -> None:
 
 async def test_macrometa_api_key_and_otps_never_leak(cluster: Cluster, proxy: FaultProxy) -> None:
     broker = await cluster.start_broker(BROKER_AUTH_TOKEN=API_KEY, LOG_LEVEL="debug")
-    env = {
-        "STREAM_BACKEND": "macrometa",
-        "STREAM_URL": f"http://127.0.0.1:{proxy.port}",
-        "C8_API_KEY": API_KEY,
-        "LOG_LEVEL": "debug",
-        "RECONNECT_MAX_SECONDS": "0.3",
-        "STANDBY_RETRY_SECONDS": "0.2",
-    }
+    env = macrometa_env(proxy.port, API_KEY, RECONNECT_MAX_SECONDS="0.3", STANDBY_RETRY_SECONDS="0.2")
     c1 = await cluster.start_consumer("consumer-1", **env)
     await c1.wait_for(lambda line: line.get("event") == "subscribed")
     c2 = await cluster.start_consumer("consumer-2", **env)  # refused: more OTPs, retried
@@ -122,12 +126,7 @@ async def test_pulsar_token_never_leaks(cluster: Cluster, proxy: FaultProxy) -> 
 
 async def test_a_wrong_api_key_fails_without_printing_either_key(cluster: Cluster) -> None:
     broker = await cluster.start_broker(BROKER_AUTH_TOKEN=API_KEY, LOG_LEVEL="debug")
-    env = {
-        "STREAM_BACKEND": "macrometa",
-        "STREAM_URL": f"http://127.0.0.1:{cluster.broker_port}",
-        "C8_API_KEY": WRONG_KEY,
-        "LOG_LEVEL": "debug",
-    }
+    env = macrometa_env(cluster.broker_port, WRONG_KEY)
     producer = await cluster.start_producer(**env)
     consumer = await cluster.start_consumer("consumer-1", **env)
     status_seen = []

@@ -15,10 +15,10 @@ import contextlib
 import fcntl
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 SEQ_BITS = 40
 SCHEMA_VERSION = 1
@@ -46,6 +46,19 @@ ADDED_COLUMNS = (
     ("messages", "event_ms", "INTEGER NOT NULL DEFAULT 0"),
     ("messages", "deliver_at_ms", "INTEGER NOT NULL DEFAULT 0"),
     ("topics", "terminated", "INTEGER NOT NULL DEFAULT 0"),
+)
+
+
+#: The row inserts and updates of a batch, in this order; `write` pairs each with its rows.
+BATCH_WRITES = (
+    "INSERT INTO topics(id, name, created_ms) VALUES(?, ?, ?)",
+    "INSERT INTO messages(id, publish_ms, key, props, payload, event_ms, deliver_at_ms)"
+    " VALUES(?, ?, ?, ?, ?, ?, ?)",
+    "UPDATE topics SET last_seq = ? WHERE id = ?",
+    "INSERT INTO subscriptions(id, topic_id, name, type, mark_delete) VALUES(?, ?, ?, ?, ?)"
+    " ON CONFLICT(id) DO UPDATE SET type = excluded.type, mark_delete = excluded.mark_delete",
+    "INSERT OR IGNORE INTO acks(sub_id, seq) VALUES(?, ?)",
+    "DELETE FROM acks WHERE sub_id = ? AND seq <= ?",
 )
 
 
@@ -203,29 +216,17 @@ class Store:
             # Deletions run first (a name deleted and reused in one batch must be free) and
             # again last (rows of a deleted topic or subscription written in this same batch).
             self._delete(batch)
-            if batch.new_topics:
-                db.executemany("INSERT INTO topics(id, name, created_ms) VALUES(?, ?, ?)", batch.new_topics)
-            if batch.messages:
-                db.executemany(
-                    "INSERT INTO messages(id, publish_ms, key, props, payload, event_ms, deliver_at_ms)"
-                    " VALUES(?, ?, ?, ?, ?, ?, ?)",
-                    batch.messages,
-                )
-            if batch.topic_last_seq:
-                db.executemany("UPDATE topics SET last_seq = ? WHERE id = ?", batch.topic_last_seq)
-            if batch.cursors:
-                db.executemany(
-                    "INSERT INTO subscriptions(id, topic_id, name, type, mark_delete) VALUES(?, ?, ?, ?, ?)"
-                    " ON CONFLICT(id) DO UPDATE SET type = excluded.type, mark_delete = excluded.mark_delete",
-                    batch.cursors,
-                )
-            if batch.acks:
-                db.executemany("INSERT OR IGNORE INTO acks(sub_id, seq) VALUES(?, ?)", batch.acks)
-            if batch.cursors:
-                db.executemany(
-                    "DELETE FROM acks WHERE sub_id = ? AND seq <= ?",
-                    [(sub_id, mark) for sub_id, _, _, _, mark in batch.cursors],
-                )
+            rows: tuple[Sequence[Sequence[Any]], ...] = (
+                batch.new_topics,
+                batch.messages,
+                batch.topic_last_seq,
+                batch.cursors,
+                batch.acks,
+                [(sub_id, mark) for sub_id, _, _, _, mark in batch.cursors],  # acks now below the mark
+            )
+            for sql, these in zip(BATCH_WRITES, rows, strict=True):
+                if these:
+                    db.executemany(sql, these)
             for kind, name, present in batch.names:
                 if present:
                     db.execute("INSERT OR IGNORE INTO names(kind, name) VALUES(?, ?)", (kind, name))
