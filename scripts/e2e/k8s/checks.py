@@ -269,17 +269,33 @@ PROBE = (
 )
 
 
+LISTENING = (  # the TCP ports a Pod listens on on every address (or its own), from /proc/net/tcp{,6}
+    "import sys\n"
+    "ports = set()\n"
+    "for f in ('/proc/net/tcp', '/proc/net/tcp6'):\n"
+    "    for line in open(f).read().splitlines()[1:]:\n"
+    "        local, state = line.split()[1], line.split()[3]\n"
+    "        address, port = local.rsplit(':', 1)\n"
+    "        if state == '0A' and not address.startswith(('0100007F', '00000000000000000000000001000000')):\n"
+    "            ports.add(int(port, 16))\n"
+    "print(' '.join(map(str, sorted(ports))))\n"
+)
+
+
 def open_unlisted_port(kube: Kube) -> tuple[str, int] | None:
-    """(the Pulsar pod's IP, a port it listens on there) other than the policies' 8080 and 6650:
-    the embedded bookie's 3181. Checked from inside the pod itself (a connection to its own IP
-    never crosses the bridge, so no policy applies): a refusal later then means the policy."""
+    """(the Pulsar Pod's IP, a port it listens on, not on loopback only) other than the policies'
+    8080 and 6650, e.g. the embedded bookie's. Connected to from inside that Pod first (a connection
+    to its own IP never crosses the bridge, so no policy applies): a refusal later means the policy."""
     pulsar = kube.pods("pulsar")
     if not pulsar or pulsar[0].ip is None:
         return None
-    for port in (3181, 2181):
-        probe = f"exec 3<>/dev/tcp/{pulsar[0].ip}/{port}"
-        if kube.result("exec", pulsar[0].name, "--", "bash", "-c", probe, timeout=30).returncode == 0:
-            return pulsar[0].ip, port
+    pod, ip = pulsar[0].name, pulsar[0].ip
+    listed = kube.result("exec", pod, "--", "python3", "-c", LISTENING, timeout=30)
+    if listed.returncode != 0:
+        return None
+    for port in (int(p) for p in listed.stdout.split() if int(p) not in (8080, 6650)):
+        if kube.result("exec", pod, "--", "python3", "-c", PROBE, ip, str(port), timeout=30).returncode == 0:
+            return ip, port
     return None
 
 
@@ -306,7 +322,7 @@ def network_policy(kube: Kube, rep: Report, enforcer: str | None) -> None:
     ]
     said = ", ".join(f"{what} {'connected' if got else 'refused'}" for what, got, _ in outcomes)
     if closed is None:
-        said += " (no open port of the pulsar Pod besides 8080 and 6650 found: no port-level case)"
+        said += " (no other open port of the pulsar Pod found: no port-level case)"
     enforced = all(got == wanted for _, got, wanted in outcomes)
     if enforcer:
         rep.facts["network_policy"] = (
