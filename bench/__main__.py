@@ -82,7 +82,15 @@ async def run(cfg: BenchConfig) -> dict[str, Any]:
     return results
 
 
-def main() -> int:
+def main(args: list[str]) -> int:
+    """Settings come from the environment only: `--help` prints them; anything else is refused
+    (a run takes minutes, so a mistyped option must not start one)."""
+    if args in (["-h"], ["--help"]):
+        print((__doc__ or "").strip())
+        return 0
+    if args:
+        print(f"bench: unknown argument(s) {' '.join(args)}; settings are environment variables (--help)")
+        return 2
     cfg = BenchConfig.from_env()
     progress(f"{'quick' if cfg.quick else 'full'} run, Pulsar {'on' if cfg.pulsar else 'off'}")
 
@@ -115,4 +123,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

@@ -106,6 +106,10 @@ def table(outcomes: list[Outcome]) -> str:
 
 
 async def main(only: list[str]) -> int:
+    if only in (["-h"], ["--help"]):
+        print((__doc__ or "").strip())
+        print(f"scenarios: {', '.join(n for n, _ in SCENARIOS)}")
+        return 0
     # The poison and hostile scenarios use the library in this process: only its warnings.
     configure_logging("chaos", level="warning", fmt="console")
     started = time.monotonic()
