@@ -174,7 +174,10 @@ class Holder:
         async def produce() -> None:
             try:
                 while True:
-                    await producer.send_async(b"x" * 100)
+                    sent = await producer.send_async(b"x" * 100)
+                    # fire and forget (the flow is load, not a measurement); the last ones fail
+                    # SendUnconfirmed when the producer closes, which is expected, not to be logged
+                    sent.add_done_callback(lambda f: f.cancelled() or f.exception())
                     await asyncio.sleep(0.01)
             finally:
                 await producer.close(drain_seconds=0)
