@@ -40,10 +40,13 @@ def defined_metrics() -> set[str]:
     names: set[str] = set()
     sources = [*(ROOT / "shared/streampair").glob("*.py"), *(ROOT / "services").glob("*/*/metrics.py")]
     for source in sources:
-        for name in re.findall(r'^\s*"(streampair_[a-z_]+)"', source.read_text(), re.M):
+        # a series' name is the first argument of its constructor, on its line or the next
+        for name in re.findall(r'(?:^\s*|\()"(streampair_[a-z_]+)"', source.read_text(), re.M):
             names.add(name)
     broker = (ROOT / "services/broker/broker/metrics.py").read_text()
     names |= {"streampair_broker_" + n for n in re.findall(r'P \+ "([a-z_]+)"', broker)}
+    # the table-driven families: ("name", "Help", value) rows
+    names |= {"streampair_broker_" + n for n in re.findall(r'^\s*\(?"([a-z][a-z_]+)",', broker, re.M)}
     return names
 
 
