@@ -270,7 +270,6 @@ PROBE = (
 
 
 LISTENING = (  # the TCP ports a Pod listens on on every address (or its own), from /proc/net/tcp{,6}
-    "import sys\n"
     "ports = set()\n"
     "for f in ('/proc/net/tcp', '/proc/net/tcp6'):\n"
     "    for line in open(f).read().splitlines()[1:]:\n"
